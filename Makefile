@@ -1,0 +1,22 @@
+# The one test command (README): formatting, vet, then every test with the
+# race detector. Run as root so the network-namespace tests run too.
+GO ?= go
+PKGS := ./...
+
+.PHONY: test fmt-check vet build fuzz bench
+
+test: fmt-check vet
+	$(GO) test -race -timeout 45m $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/shim6gw ./cmd/shim6gw
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
