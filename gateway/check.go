@@ -1,0 +1,57 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// LinkInspector answers the read-only questions CheckSystem asks. The real
+// one is netlink (NewNetlinkOps); tests use a map.
+type LinkInspector interface {
+	// LinkExists reports whether an interface of that name exists.
+	LinkExists(name string) (bool, error)
+}
+
+// CheckSystem checks what the configuration expects of the system: the
+// LAN and uplink interfaces exist. It only reads; `shim6gw check` and the
+// start of `shim6gw run` call it. Errors are *ConfigError (ErrSystem)
+// naming the key and its line, joined.
+func CheckSystem(c *Config, sys LinkInspector) error {
+	var errs []*ConfigError
+	check := func(key, name string) {
+		ok, err := sys.LinkExists(name)
+		switch {
+		case err != nil:
+			errs = append(errs, &ConfigError{Line: c.lineOf(key), Key: key, Kind: ErrSystem,
+				Msg: fmt.Sprintf("%s: cannot look up interface %q: %v", key, name, err)})
+		case !ok:
+			errs = append(errs, &ConfigError{Line: c.lineOf(key), Key: key, Kind: ErrSystem,
+				Msg: fmt.Sprintf("%s: no interface %q on this system", key, name)})
+		}
+	}
+	check("lan.interface", c.LAN.Interface)
+	for i, u := range c.Uplinks {
+		check(fmt.Sprintf("uplinks[%d].interface", i), u.Interface)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		out[i] = e
+	}
+	return errors.Join(out...)
+}
+
+// Check is `shim6gw check`: CheckSystem against the live system through
+// netlink. It changes nothing.
+func Check(c *Config) error {
+	ops, err := NewNetlinkOps(nil)
+	if err != nil {
+		return err
+	}
+	defer ops.Close()
+	return CheckSystem(c, ops)
+}

@@ -1,0 +1,137 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+const integrationConfig = `lan:
+  interface: s6gwlan
+uplinks:
+  - name: a
+    interface: s6gwupa
+    prefix: 2001:db8:a::/48
+    lan_prefix: 2001:db8:a:1::/64
+    gateway: fe80::1
+  - name: b
+    interface: s6gwupb
+    prefix: 2001:db8:b::/48
+    lan_prefix: 2001:db8:b:1::/64
+    gateway: fe80::1
+hba:
+  secret_file: secret
+tun:
+  name: s6gwtun
+  mtu: 1400
+`
+
+// TestIntegrationDaemon runs RunDaemon against a namespace with a real TUN,
+// veth uplinks and the real monitor: rules, tables and the TUN are there
+// while it runs, /healthz is 200 with a live uplink, and after SIGTERM
+// nothing of it is left.
+func TestIntegrationDaemon(t *testing.T) {
+	checkNoLeaks(t)
+	ns, h := newNS(t, "s6gw-daemon")
+	for _, l := range []string{"s6gwlan", "s6gwupa", "s6gwupb"} {
+		addVeth(t, h, l, l+"p")
+	}
+	upa, err := h.LinkByName("s6gwupa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddrAdd(upa, &netlink.Addr{IPNet: mustCIDR("2001:db8:a:ffff::2/64"), Flags: unix.IFA_F_NODAD}); err != nil {
+		t.Fatal(err)
+	}
+	path := writeConfig(t, integrationConfig)
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := NewNetlinkOps(&ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ops.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	sigs := make(chan os.Signal, 1)
+	started := make(chan ControlInputs, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- RunDaemon(context.Background(), DaemonOptions{
+			ConfigPath: path, Config: cfg, Ops: ops, StateFile: filepath.Join(t.TempDir(), "sysctl.json"),
+			Monitor: NewMonitor(UplinkSpecsFrom(cfg), MonitorOptions{Namespace: &ns}),
+			Signals: sigs, AdminListener: ln,
+			Hooks: Hooks{
+				OpenTUN: func(c TUNConfig) (io.Closer, error) {
+					addTUN(t, ns, h, c.Name)
+					return closerFunc(func() error {
+						l, err := h.LinkByName(c.Name)
+						if err != nil {
+							return err
+						}
+						return h.LinkDel(l)
+					}), nil
+				},
+				Control: func(ctx context.Context, in ControlInputs) error {
+					started <- in
+					<-ctx.Done()
+					return nil
+				},
+			},
+		})
+	}()
+	in := recv(t, started, "control start")
+	// Uplink a comes up (the veth carrier may follow a moment after the
+	// first snapshot); b has no address and stays down.
+	for e := recv(t, in.Uplinks, "uplink events"); e.Uplink != "a" || !e.Up; e = recv(t, in.Uplinks, "uplink a up") {
+		if e.Uplink == "b" && e.Up {
+			t.Errorf("uplink b up without an address: %+v", e)
+		}
+	}
+	rules, routes := ours(t, ops)
+	if len(rules) != 7 || len(routes) != 5 {
+		t.Errorf("while running: rules %v routes %v", rules, routes)
+	}
+	tun, err := h.LinkByName("s6gwtun")
+	if err != nil || tun.Attrs().MTU != 1400 || tun.Attrs().Flags&net.FlagUp == 0 {
+		t.Errorf("tun = %+v, %v", tun, err)
+	}
+	if v, _ := ops.ReadSysctl(sysctlForwarding); v != "1" {
+		t.Errorf("forwarding = %q while running", v)
+	}
+	if code, body := httpGet(t, base+"/healthz"); code != 200 {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+	if _, body := httpGet(t, base+"/metrics"); !strings.Contains(body, "shim6gw_uplink_up{uplink=\"a\"} 1\n") ||
+		!strings.Contains(body, "shim6gw_tunnel_up 1\n") {
+		t.Errorf("metrics lack uplink/tun state:\n%s", body)
+	}
+
+	sigs <- syscall.SIGTERM
+	if err := recv(t, done, "daemon exit"); err != nil {
+		t.Fatalf("RunDaemon: %v", err)
+	}
+	rules, routes = ours(t, ops)
+	if len(rules)+len(routes) != 0 {
+		t.Errorf("after SIGTERM: rules %v routes %v", rules, routes)
+	}
+	if _, err := h.LinkByName("s6gwtun"); err == nil {
+		t.Error("tun still exists after SIGTERM")
+	}
+	if v, _ := ops.ReadSysctl(sysctlForwarding); v != "0" {
+		t.Errorf("forwarding = %q after SIGTERM, want 0", v)
+	}
+}

@@ -1,0 +1,352 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// lockedOps serializes a fake for use from the daemon's goroutines.
+type lockedOps struct {
+	mu sync.Mutex
+	f  *fakeNetlink
+}
+
+func (l *lockedOps) do(f func()) { l.mu.Lock(); defer l.mu.Unlock(); f() }
+
+func (l *lockedOps) LinkExists(n string) (ok bool, err error) {
+	l.do(func() { ok, err = l.f.LinkExists(n) })
+	return
+}
+func (l *lockedOps) LinkUp(n string) (ok bool, err error) {
+	l.do(func() { ok, err = l.f.LinkUp(n) })
+	return
+}
+func (l *lockedOps) SetLink(n string, mtu int) (err error) {
+	l.do(func() { err = l.f.SetLink(n, mtu) })
+	return
+}
+func (l *lockedOps) Rules() (r []Rule, err error) { l.do(func() { r, err = l.f.Rules() }); return }
+func (l *lockedOps) AddRule(r Rule) (err error)   { l.do(func() { err = l.f.AddRule(r) }); return }
+func (l *lockedOps) DelRule(r Rule) (err error)   { l.do(func() { err = l.f.DelRule(r) }); return }
+func (l *lockedOps) ReplaceRoute(r Route) (err error) {
+	l.do(func() { err = l.f.ReplaceRoute(r) })
+	return
+}
+func (l *lockedOps) DelRoute(r Route) (err error) { l.do(func() { err = l.f.DelRoute(r) }); return }
+func (l *lockedOps) Routes(t int) (r []Route, err error) {
+	l.do(func() { r, err = l.f.Routes(t) })
+	return
+}
+func (l *lockedOps) ReadSysctl(k string) (v string, err error) {
+	l.do(func() { v, err = l.f.ReadSysctl(k) })
+	return
+}
+func (l *lockedOps) WriteSysctl(k, v string) (err error) {
+	l.do(func() { err = l.f.WriteSysctl(k, v) })
+	return
+}
+func (l *lockedOps) Close() error { return nil }
+
+// fakeWatcher is an UplinkWatcher the test drives.
+type fakeWatcher struct {
+	events chan UplinkEvent
+	mu     sync.Mutex
+	states []UplinkStatus
+	tunUp  bool
+}
+
+func (w *fakeWatcher) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+func (w *fakeWatcher) Events() <-chan UplinkEvent    { return w.events }
+func (w *fakeWatcher) UplinkStates() []UplinkStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]UplinkStatus(nil), w.states...)
+}
+func (w *fakeWatcher) LinkUp(string) bool { w.mu.Lock(); defer w.mu.Unlock(); return w.tunUp }
+
+func (w *fakeWatcher) send(e UplinkEvent) {
+	w.mu.Lock()
+	w.states = []UplinkStatus{{Name: e.Uplink, Up: e.Up, Reason: e.Reason}}
+	w.mu.Unlock()
+	w.events <- e
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+// daemonHarness starts RunDaemon over fakes.
+type daemonHarness struct {
+	ops      *lockedOps
+	watcher  *fakeWatcher
+	signals  chan os.Signal
+	inputs   chan ControlInputs
+	done     chan error
+	base     string
+	cfgPath  string
+	state    string
+	tunClose chan struct{}
+}
+
+func startDaemon(t *testing.T, text string, tunUp bool) *daemonHarness {
+	t.Helper()
+	path := writeConfig(t, text)
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &daemonHarness{
+		ops:      &lockedOps{f: newFakeNetlink("lan0", "upA", "upB")},
+		watcher:  &fakeWatcher{events: make(chan UplinkEvent, 8), tunUp: tunUp},
+		signals:  make(chan os.Signal, 1),
+		inputs:   make(chan ControlInputs, 1),
+		done:     make(chan error, 1),
+		cfgPath:  path,
+		state:    filepath.Join(t.TempDir(), "sysctl.json"),
+		tunClose: make(chan struct{}),
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.base = "http://" + ln.Addr().String()
+	hooks := Hooks{
+		OpenTUN: func(c TUNConfig) (io.Closer, error) {
+			h.ops.do(func() { h.ops.f.links[c.Name] = &fakeLink{mtu: 1500} })
+			return closerFunc(func() error {
+				h.ops.do(func() { delete(h.ops.f.links, c.Name) })
+				close(h.tunClose)
+				return nil
+			}), nil
+		},
+		Control: func(ctx context.Context, in ControlInputs) error {
+			h.inputs <- in
+			<-ctx.Done()
+			return nil
+		},
+	}
+	go func() {
+		h.done <- RunDaemon(context.Background(), DaemonOptions{ConfigPath: path, Config: cfg, Ops: h.ops,
+			Monitor: h.watcher, StateFile: h.state, Signals: h.signals, AdminListener: ln, Hooks: hooks})
+	}()
+	return h
+}
+
+func (h *daemonHarness) rules(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	h.ops.do(func() {
+		for _, r := range h.ops.f.rules {
+			out = append(out, r.String())
+		}
+	})
+	return out
+}
+
+func (h *daemonHarness) stop(t *testing.T) {
+	t.Helper()
+	h.signals <- syscall.SIGTERM
+	select {
+	case err := <-h.done:
+		if err != nil {
+			t.Fatalf("RunDaemon: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("RunDaemon did not return after SIGTERM")
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no %s within 5s", what)
+	}
+	var zero T
+	return zero
+}
+
+func TestDaemonLifecycle(t *testing.T) {
+	checkNoLeaks(t)
+	h := startDaemon(t, goodConfig, true)
+	in := recv(t, h.inputs, "control start")
+	if got := len(h.rules(t)); got != 7 {
+		t.Errorf("%d rules while running, want 7", got)
+	}
+	if _, err := os.Stat(h.state); err != nil {
+		t.Errorf("state file: %v", err)
+	}
+	// Not healthy before any uplink is up.
+	if code, body := httpGet(t, h.base+"/healthz"); code != 503 || !strings.Contains(body, "FAIL uplinks") {
+		t.Errorf("/healthz before uplinks = %d %q", code, body)
+	}
+	h.watcher.send(UplinkEvent{Uplink: "a", Up: true, Reason: ReasonUp})
+	if e := recv(t, in.Uplinks, "uplink event"); e.Uplink != "a" || !e.Up {
+		t.Errorf("control got %+v", e)
+	}
+	if code, _ := httpGet(t, h.base+"/healthz"); code != 200 {
+		t.Errorf("/healthz with uplink a up = %d", code)
+	}
+	if code, body := httpGet(t, h.base+"/readyz"); code != 200 || body != "ok tun\nok uplinks\nok plumbing\n" {
+		t.Errorf("/readyz = %d %q", code, body)
+	}
+	h.ops.do(func() { h.ops.f.rules = h.ops.f.rules[1:] })
+	if code, body := httpGet(t, h.base+"/readyz"); code != 503 || !strings.Contains(body, "FAIL plumbing: gateway: plumbing missing: rule 15000:") {
+		t.Errorf("/readyz after a rule vanished = %d %q", code, body)
+	}
+
+	// SIGHUP with a new prefix for uplink b: a reload reaches the control
+	// loop and the "from P_B" rule follows.
+	next := strings.Replace(goodConfig, "2001:db8:b::/48\n    lan_prefix: 2001:db8:b:1::/64",
+		"2001:db8:c::/48\n    lan_prefix: 2001:db8:c:1::/64", 1)
+	if err := os.WriteFile(h.cfgPath, []byte(next), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.signals <- syscall.SIGHUP
+	r := recv(t, in.Reloads, "reload")
+	if !r.Plan.PrefixesChanged || r.Config.Uplinks[1].Prefix.String() != "2001:db8:c::/48" {
+		t.Errorf("reload = %+v", r.Plan)
+	}
+	rules := strings.Join(h.rules(t), "\n")
+	if !strings.Contains(rules, "from 2001:db8:c::/48 iif shim6gw0 lookup 15003") || strings.Contains(rules, "2001:db8:b::/48") {
+		t.Errorf("rules after reload:\n%s", rules)
+	}
+
+	// A broken file is rejected and counted; nothing reaches the control loop.
+	if err := os.WriteFile(h.cfgPath, []byte(next+"bogus: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.signals <- syscall.SIGHUP
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, body := httpGet(t, h.base+"/metrics")
+		if strings.Contains(body, `shim6gw_config_reloads_total{result="failure"} 1`) {
+			if !strings.Contains(body, `shim6gw_config_reloads_total{result="success"} 1`) {
+				t.Error("success counter wrong")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("failed reload not counted within 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case r := <-in.Reloads:
+		t.Errorf("bad config delivered: %+v", r)
+	default:
+	}
+
+	h.stop(t)
+	if got := h.rules(t); len(got) != 0 {
+		t.Errorf("rules after SIGTERM: %v", got)
+	}
+	h.ops.do(func() {
+		if len(h.ops.f.routes) != 0 || h.ops.f.sysctls[sysctlForwarding] != "0" {
+			t.Errorf("after SIGTERM: routes %v forwarding %s", h.ops.f.routes, h.ops.f.sysctls[sysctlForwarding])
+		}
+		if _, ok := h.ops.f.links["shim6gw0"]; ok {
+			t.Error("tun still open")
+		}
+	})
+	if _, err := os.Stat(h.state); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state file after clean stop: %v", err)
+	}
+}
+
+func TestDaemonMissingInterfaceChangesNothing(t *testing.T) {
+	path := writeConfig(t, goodConfig)
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFakeNetlink("lan0", "upA") // upB missing
+	opened := false
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = RunDaemon(context.Background(), DaemonOptions{Config: cfg, Ops: f, Monitor: &fakeWatcher{}, AdminListener: ln,
+		Hooks: Hooks{
+			OpenTUN: func(TUNConfig) (io.Closer, error) { opened = true; return nil, errors.New("unreachable") },
+			Control: func(context.Context, ControlInputs) error { return nil },
+		}})
+	want := `config: line 10: uplinks[1].interface: no interface "upB" on this system`
+	if err == nil || err.Error() != want || ExitCode(err) != 2 {
+		t.Fatalf("err = %v (exit %d), want %s", err, ExitCode(err), want)
+	}
+	if len(f.ops) != 0 || opened {
+		t.Errorf("changed the system: %v, tun opened %v", f.ops, opened)
+	}
+	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("admin listener left open: Accept err = %v", err)
+	}
+}
+
+func TestDaemonControlErrorStops(t *testing.T) {
+	path := writeConfig(t, goodConfig)
+	cfg, _ := LoadConfig(path)
+	ops := &lockedOps{f: newFakeNetlink("lan0", "upA", "upB")}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("engine exploded")
+	err = RunDaemon(context.Background(), DaemonOptions{Config: cfg, Ops: ops, AdminListener: ln,
+		Monitor: &fakeWatcher{events: make(chan UplinkEvent)}, StateFile: filepath.Join(t.TempDir(), "s"),
+		Signals: make(chan os.Signal),
+		Hooks: Hooks{
+			OpenTUN: func(c TUNConfig) (io.Closer, error) {
+				ops.do(func() { ops.f.links[c.Name] = &fakeLink{} })
+				return closerFunc(func() error { return nil }), nil
+			},
+			Control: func(context.Context, ControlInputs) error { return boom },
+		}})
+	if !errors.Is(err, boom) || ExitCode(err) != 1 {
+		t.Fatalf("err = %v", err)
+	}
+	// A control loop that returns nil early is an error too.
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = RunDaemon(context.Background(), DaemonOptions{Config: cfg, Ops: ops, AdminListener: ln2,
+		Monitor: &fakeWatcher{events: make(chan UplinkEvent)}, StateFile: filepath.Join(t.TempDir(), "s"),
+		Signals: make(chan os.Signal),
+		Hooks: Hooks{
+			OpenTUN: func(c TUNConfig) (io.Closer, error) { return closerFunc(func() error { return nil }), nil },
+			Control: func(context.Context, ControlInputs) error { return nil },
+		}})
+	if err == nil || !strings.Contains(err.Error(), "control loop ended") {
+		t.Fatalf("early nil return: err = %v", err)
+	}
+	ops.do(func() {
+		if len(ops.f.rules) != 0 || len(ops.f.routes) != 0 {
+			t.Errorf("left behind: %v %v", ops.f.rules, ops.f.routes)
+		}
+	})
+}

@@ -1,0 +1,183 @@
+package shim6
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Timers holds every protocol timer of the engine. Zero fields take the
+// RFC defaults (RFC 5533 §14, RFC 5534 §4.1, §4.3, §7); the lab and the
+// tests set faster ones.
+type Timers struct {
+	I1Timeout            time.Duration // RFC 5533 §14: 4 s
+	I1RetriesMax         int           // RFC 5533 §14: 4
+	I2Timeout            time.Duration // 4 s
+	I2RetriesMax         int           // 2
+	I2bisTimeout         time.Duration // 4 s
+	I2bisRetriesMax      int           // 2
+	ValidatorMinLifetime time.Duration // 30 s
+	NoR1HolddownTime     time.Duration // 1 min
+	ICMPHolddownTime     time.Duration // 10 min
+	UpdateTimeout        time.Duration // 4 s
+	MaxUpdateTimeout     time.Duration // 120 s
+
+	SendTimeout         time.Duration // RFC 5534 §4.1: 15 s (our Send Timeout, sent as Keepalive Timeout option)
+	KeepaliveTimeout    time.Duration // RFC 5534 §4.1: the peer's Send Timeout if it told us, else this (15 s)
+	InitialProbeTimeout time.Duration // RFC 5534 §7: 0.5 s
+	NumInitialProbes    int           // RFC 5534 §7: 4
+	MaxProbeTimeout     time.Duration // RFC 5534 §4.3: 60 s
+
+	// IdleTimeout is how long a context may go without any traffic before
+	// it is discarded (RFC 5533 §9 suggests at least 5 minutes).
+	IdleTimeout time.Duration // 10 min
+
+	// NonceInterval is how often the Responder Nonce counter advances;
+	// SecretRotation how often the validator secret changes. A nonce is
+	// accepted while it is at most ValidatorMinLifetime+NonceInterval old,
+	// with the secret of its own epoch, so the previous secret stays valid
+	// for that grace period (RFC 5533 §7.10.1).
+	NonceInterval  time.Duration // 5 s
+	SecretRotation time.Duration // 10 min
+}
+
+// DefaultTimers returns the RFC defaults.
+func DefaultTimers() Timers {
+	return Timers{
+		I1Timeout:            4 * time.Second,
+		I1RetriesMax:         4,
+		I2Timeout:            4 * time.Second,
+		I2RetriesMax:         2,
+		I2bisTimeout:         4 * time.Second,
+		I2bisRetriesMax:      2,
+		ValidatorMinLifetime: 30 * time.Second,
+		NoR1HolddownTime:     time.Minute,
+		ICMPHolddownTime:     10 * time.Minute,
+		UpdateTimeout:        4 * time.Second,
+		MaxUpdateTimeout:     120 * time.Second,
+		SendTimeout:          15 * time.Second,
+		KeepaliveTimeout:     15 * time.Second,
+		InitialProbeTimeout:  500 * time.Millisecond,
+		NumInitialProbes:     4,
+		MaxProbeTimeout:      60 * time.Second,
+		IdleTimeout:          10 * time.Minute,
+		NonceInterval:        5 * time.Second,
+		SecretRotation:       10 * time.Minute,
+	}
+}
+
+// withDefaults fills zero fields from DefaultTimers.
+func (t Timers) withDefaults() Timers {
+	d := DefaultTimers()
+	setD := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setI := func(v *int, def int) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setD(&t.I1Timeout, d.I1Timeout)
+	setI(&t.I1RetriesMax, d.I1RetriesMax)
+	setD(&t.I2Timeout, d.I2Timeout)
+	setI(&t.I2RetriesMax, d.I2RetriesMax)
+	setD(&t.I2bisTimeout, d.I2bisTimeout)
+	setI(&t.I2bisRetriesMax, d.I2bisRetriesMax)
+	setD(&t.ValidatorMinLifetime, d.ValidatorMinLifetime)
+	setD(&t.NoR1HolddownTime, d.NoR1HolddownTime)
+	setD(&t.ICMPHolddownTime, d.ICMPHolddownTime)
+	setD(&t.UpdateTimeout, d.UpdateTimeout)
+	setD(&t.MaxUpdateTimeout, d.MaxUpdateTimeout)
+	setD(&t.SendTimeout, d.SendTimeout)
+	setD(&t.KeepaliveTimeout, d.KeepaliveTimeout)
+	setD(&t.InitialProbeTimeout, d.InitialProbeTimeout)
+	setI(&t.NumInitialProbes, d.NumInitialProbes)
+	setD(&t.MaxProbeTimeout, d.MaxProbeTimeout)
+	setD(&t.IdleTimeout, d.IdleTimeout)
+	setD(&t.NonceInterval, d.NonceInterval)
+	setD(&t.SecretRotation, d.SecretRotation)
+	if t.SecretRotation < t.NonceInterval {
+		t.SecretRotation = t.NonceInterval
+	}
+	return t
+}
+
+// Uplink is one provider uplink of the site and its prefix. Local
+// locators inside Prefix are "on" the uplink.
+type Uplink struct {
+	Name   string
+	Prefix netip.Prefix
+}
+
+// LocalHost is one entry of the site's HBA address book: a ULID, all its
+// locators (the ULID included; one per uplink) with their verification
+// method, and the CGA Parameter Data Structure the peer verifies them
+// with (RFC 5533 §5.15.4, RFC 5535).
+type LocalHost struct {
+	ULID     netip.Addr
+	Locators []netip.Addr
+	Methods  []uint8 // one per locator; nil means VerifyHBA for all
+	PDS      []byte
+}
+
+// Policy decides when outbound traffic for a ULID pair without a context
+// makes the engine send an I1 ("deferred context establishment", RFC 5533
+// §1.1, §15.3), so short flows cost no handshake.
+type Policy struct {
+	// Packets: initiate once this many HandleTraffic calls were seen for
+	// the pair within Window (default 1: the first packet).
+	Packets int
+	// After: initiate when traffic for the pair is still seen this long
+	// after it was first seen (0: disabled).
+	After time.Duration
+	// Window: a pair not seen again within Window is forgotten (default 30 s).
+	Window time.Duration
+	// MaxPending bounds the number of pairs counted at once (default 65536).
+	MaxPending int
+}
+
+func (p Policy) withDefaults() Policy {
+	if p.Packets <= 0 {
+		p.Packets = 1
+	}
+	if p.Window <= 0 {
+		p.Window = 30 * time.Second
+	}
+	if p.MaxPending <= 0 {
+		p.MaxPending = 65536
+	}
+	return p
+}
+
+// Verifier checks that a peer's locators belong to its ULID: pds must
+// verify against ulid, and every locator against pds with its method (HBA,
+// RFC 5535 §7.2) or the CGA signature (RFC 5533 §5.15.5, sig over
+// generation and the CGA locators). The gateway plugs package hba in.
+type Verifier interface {
+	VerifyLocators(ulid netip.Addr, pds, sig []byte, generation uint32, locs []netip.Addr, methods []uint8) error
+}
+
+// EngineConfig is the engine's static configuration.
+type EngineConfig struct {
+	Hosts   []LocalHost
+	Uplinks []Uplink
+	Timers  Timers
+	Policy  Policy
+	// SiteSecret derives the validator secrets; an HA pair sharing it
+	// validates each other's R1/R1bis (design.md §11). Empty: random.
+	SiteSecret []byte
+	// Seed makes tags, nonces and jitter reproducible (tests). Zero: random.
+	Seed [32]byte
+	// Verifier checks peer locator lists. Nil: only the peer ULID itself
+	// is ever used as its locator.
+	Verifier Verifier
+	// TagBits limits context tags to the low TagBits bits (RFC 5533
+	// App. C.4 testing tip); 0 means the full 47.
+	TagBits int
+	// HintPrefixLen is the length of the peer prefix that site-wide path
+	// hints are keyed on (default 48).
+	HintPrefixLen int
+	// MaxErrorsPerSecond rate-limits Error and R1bis messages (default 100).
+	MaxErrorsPerSecond int
+}
