@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/shim6gw/shim6gw/hba"
 )
 
 // LoadConfig reads, decodes and validates the file at path. It reads the
@@ -496,20 +498,24 @@ func (d *decoder) validateHBA() {
 			path = filepath.Join(d.dir, path)
 		}
 		b, err := os.ReadFile(path)
+		// The same trimming as `shim6gw hba`, so the plan it prints is
+		// the book the gateway derives.
+		secret := hba.TrimSecret(b)
 		switch {
 		case err != nil:
 			d.bad("hba.secret_file", "cannot read %q: %v", c.HBA.SecretFile, unwrapPathError(err))
-		case len(bytes.TrimSpace(b)) < MinSecretLen:
-			d.bad("hba.secret_file", "%q holds %d bytes, need at least %d", c.HBA.SecretFile, len(bytes.TrimSpace(b)), MinSecretLen)
+		case len(secret) < MinSecretLen:
+			d.bad("hba.secret_file", "%q holds %d bytes, need at least %d", c.HBA.SecretFile, len(secret), MinSecretLen)
 		default:
-			c.HBA.Secret = bytes.TrimSpace(b)
+			c.HBA.Secret = secret
 		}
 	}
 	if c.HBA.Hosts < 1 || c.HBA.Hosts > 65536 {
 		d.bad("hba.hosts", "%d is not in 1..65536", c.HBA.Hosts)
 	}
-	if c.HBA.Sec < 0 || c.HBA.Sec > 7 {
-		d.bad("hba.sec", "%d is not in 0..7", c.HBA.Sec) // RFC 3972 §2: 3 bits
+	if c.HBA.Sec < 0 || c.HBA.Sec > hba.MaxGenerateSec {
+		// RFC 5535 §6 defines generation for Sec 0..2 only.
+		d.bad("hba.sec", "%d is not in 0..%d", c.HBA.Sec, hba.MaxGenerateSec)
 	}
 }
 
