@@ -1,0 +1,131 @@
+package tunnel
+
+import "math/bits"
+
+// Verdict says what the pipeline does with a packet after the Processor.
+type Verdict uint8
+
+const (
+	// Forward writes buf[Start:End] back to the device.
+	Forward Verdict = iota
+	// Drop discards the packet. The Processor counts the reason.
+	Drop
+	// Divert copies buf[Start:End] into the DivertQueue for the control
+	// loop (Shim6 control messages) instead of writing it.
+	Divert
+	numVerdicts
+)
+
+// String returns the verdict's name.
+func (v Verdict) String() string {
+	switch v {
+	case Forward:
+		return "forward"
+	case Drop:
+		return "drop"
+	case Divert:
+		return "divert"
+	}
+	return "unknown"
+}
+
+// Packet delimits one packet of a Batch in its buffer: the packet is
+// Buf(i)[Start:End]. The reader sets Start = Offset. A Processor may move
+// Start and End anywhere with WriteHeadroom ≤ Start ≤ End ≤ len(Buf(i)):
+// back by 8 to insert the payload header, forward to strip it, or behind
+// the original packet to build a reply there.
+type Packet struct {
+	Start, End int
+	Verdict    Verdict
+}
+
+// Len returns the packet length.
+func (p *Packet) Len() int { return p.End - p.Start }
+
+// Batch is one read's worth of packets. Batches are allocated once per
+// pipeline and reused; a Processor must not retain a Batch, a buffer or a
+// packet slice after Process returns.
+type Batch struct {
+	// Packets holds one entry per packet read, in the order the device
+	// returned them.
+	Packets []Packet
+
+	bufs    [][]byte // owned buffers, each BufSize long
+	sizes   []int    // Read's out-parameter
+	scratch [][]byte // Write's argument; the device may reorder it
+}
+
+func newBatch(n, bufSize int) *Batch {
+	b := &Batch{
+		Packets: make([]Packet, 0, n),
+		bufs:    make([][]byte, n),
+		sizes:   make([]int, n),
+		scratch: make([][]byte, 0, n),
+	}
+	// One allocation for all buffers of the batch.
+	backing := make([]byte, n*bufSize)
+	for i := range b.bufs {
+		b.bufs[i] = backing[i*bufSize : (i+1)*bufSize : (i+1)*bufSize]
+	}
+	return b
+}
+
+// Len returns the number of packets in the batch.
+func (b *Batch) Len() int { return len(b.Packets) }
+
+// Buf returns the whole buffer of packet i, headroom included.
+func (b *Batch) Buf(i int) []byte { return b.bufs[i] }
+
+// Data returns packet i as Buf(i)[Start:End].
+func (b *Batch) Data(i int) []byte {
+	p := &b.Packets[i]
+	return b.bufs[i][p.Start:p.End]
+}
+
+// valid reports whether packet i's bounds are ones the writer can use.
+func (b *Batch) valid(i int) bool {
+	p := &b.Packets[i]
+	return p.Start >= WriteHeadroom && p.Start <= p.End && p.End <= len(b.bufs[i])
+}
+
+// Processor handles a batch in place between read and write. It runs on
+// the reader goroutine, one batch at a time, and must not block: it may
+// rewrite packets, move their bounds (see Packet) and set their Verdict.
+// It must not allocate per packet.
+type Processor interface {
+	Process(b *Batch)
+}
+
+// ProcessorFunc adapts a function to Processor.
+type ProcessorFunc func(b *Batch)
+
+// Process calls f(b).
+func (f ProcessorFunc) Process(b *Batch) { f(b) }
+
+// Passthrough is a Processor that forwards every packet unchanged.
+type Passthrough struct{}
+
+// Process implements Processor.
+func (Passthrough) Process(*Batch) {}
+
+// NumBatchBuckets is the number of batch-size histogram buckets. Bucket k
+// counts batches of size n with BatchBucketBound(k-1) < n ≤
+// BatchBucketBound(k): sizes 1, 2, 3–4, 5–8, …, 65–128 and a last bucket
+// for anything larger.
+const NumBatchBuckets = 9
+
+// BatchBucketBound returns the inclusive upper bound of bucket k (1, 2, 4,
+// …, 128), or -1 for the last, unbounded bucket.
+func BatchBucketBound(k int) int {
+	if k >= NumBatchBuckets-1 {
+		return -1
+	}
+	return 1 << k
+}
+
+func batchBucket(n int) int {
+	if n <= 1 {
+		return 0
+	}
+	return min(bits.Len(uint(n-1)), NumBatchBuckets-1)
+}

@@ -1,0 +1,33 @@
+// Package tunnel puts TUN devices behind one batched interface and runs the
+// data-plane pipeline over it.
+//
+// A Device reads and writes batches of packets, shaped like wireguard-go's
+// tun.Device: Read(bufs, sizes, offset) and Write(bufs, offset). Two
+// backends exist: OpenWireGuard (golang.zx2c4.com/wireguard/tun, the
+// default, with IFF_VNET_HDR and TCP/UDP segmentation offloads, so that one
+// read may return up to BatchSize() packets split from a GSO super-packet
+// and one write may be coalesced again by GRO) and OpenWater
+// (github.com/songgao/water, plain, optionally multi-queue with one Device
+// per queue). Package tuntest provides a channel-backed fake for tests.
+//
+// Buffers and headroom. Every caller reads at Offset: each buffer passed to
+// Read must have len ≥ Offset + the largest packet the device can return
+// (use BufSize, which covers a 64 KiB GRO super-packet). The first Offset
+// bytes are headroom. The pipeline writes every packet with WriteHeadroom
+// bytes before its start; the wireguard backend needs 10 of those for the
+// virtio-net header, and the Shim6 payload header (8 bytes, RFC 5533 §5)
+// is inserted by moving the IPv6 header 8 bytes into the remaining
+// Offset - WriteHeadroom bytes.
+//
+//	0            WriteHeadroom          Offset                     len(buf)
+//	|--- virtio --|--- room to grow ---|---- packet as read ----|...|
+//
+// The pipeline (Pipeline, Run) overlaps reading and writing: a reader
+// goroutine reads a batch and hands it to a Processor, a writer goroutine
+// writes the processed batch back with one Write call. A small ring of
+// preallocated batches between them gives back-pressure, and nothing is
+// allocated per packet. Packets the Processor marks Divert (Shim6 control
+// messages) are copied into a bounded DivertQueue for the control loop;
+// when it is full they are dropped and counted, never blocking the data
+// path.
+package tunnel

@@ -1,0 +1,413 @@
+package tunnel_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shim6gw/shim6gw/tunnel"
+)
+
+// forwarder runs one pipeline per queue of a TUN in the gateway namespace
+// of a topo, with the topo's traffic diverted into it.
+type forwarder struct {
+	pipes  []*tunnel.Pipeline
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errs   chan error
+}
+
+func startForwarder(t testing.TB, tp *topo, devs []tunnel.Device, proc func() tunnel.Processor) *forwarder {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &forwarder{cancel: cancel, errs: make(chan error, len(devs))}
+	for _, d := range devs {
+		p, err := tunnel.NewPipeline(d, tunnel.Config{Processor: proc()})
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		f.pipes = append(f.pipes, p)
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			if err := p.Run(ctx); err != nil {
+				f.errs <- err
+			}
+		}()
+	}
+	t.Cleanup(func() { f.stop(t) })
+	return f
+}
+
+// stop ends the pipelines (closing the devices) and reports Run errors.
+func (f *forwarder) stop(t testing.TB) {
+	t.Helper()
+	f.cancel()
+	f.wg.Wait()
+	for {
+		select {
+		case err := <-f.errs:
+			t.Errorf("forwarder: %v", err)
+		default:
+			return
+		}
+	}
+}
+
+// sum adds a counter over every pipeline.
+func (f *forwarder) sum(get func(*tunnel.Stats) *atomic.Uint64) uint64 {
+	var n uint64
+	for _, p := range f.pipes {
+		n += get(p.Stats()).Load()
+	}
+	return n
+}
+
+// readRecorder remembers the largest number of bytes one Read returned:
+// above the MTU, the kernel handed over a GSO super-packet that the
+// wireguard backend split into a batch.
+type readRecorder struct {
+	tunnel.Device
+	maxRead atomic.Int64
+}
+
+func (r *readRecorder) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n, err := r.Device.Read(bufs, sizes, offset)
+	total := 0
+	for _, s := range sizes[:n] {
+		total += s
+	}
+	if int64(total) > r.maxRead.Load() {
+		r.maxRead.Store(int64(total))
+	}
+	return n, err
+}
+
+type txCounters struct{ Bytes, Packets, Dropped uint64 }
+
+// txStats returns the transmit counters of dev in ns.
+func txStats(t testing.TB, ns, dev string) txCounters {
+	t.Helper()
+	var links []struct {
+		Stats64 struct{ Tx txCounters }
+	}
+	if err := json.Unmarshal([]byte(ipn(t, ns, "-s", "-j", "link", "show", dev)), &links); err != nil || len(links) != 1 {
+		t.Fatalf("link stats of %s: %v", dev, err)
+	}
+	return links[0].Stats64.Tx
+}
+
+// TestIntegrationWireGuardGSO sends a TCP stream client → server through
+// a wireguard-backed forwarder in the gateway: reads must return GSO
+// super-packets (more than one MTU per read, split into a batch), writes
+// must coalesce them again (the gateway sends frames larger than the MTU
+// towards the server), and the bytes must arrive intact.
+func TestIntegrationWireGuardGSO(t *testing.T) {
+	skipUnlessRoot(t)
+	tp := newTopo(t, "gso")
+	devs := openIn(t, tp.g, backends[0])
+	rec := &readRecorder{Device: devs[0]}
+	fw := startForwarder(t, tp, []tunnel.Device{rec}, func() tunnel.Processor { return tunnel.Passthrough{} })
+	tp.divert(t, tunName)
+	tx0 := txStats(t, tp.g, "g1")
+
+	const size = 16 << 20
+	var ln net.Listener
+	if err := tunnel.InNamespace(tp.s, func() error {
+		var err error
+		ln, err = net.Listen("tcp6", netip.AddrPortFrom(serverAddr, 0).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type result struct {
+		sum [32]byte
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		h := sha256.New()
+		n, err := io.Copy(h, c)
+		done <- result{sum: [32]byte(h.Sum(nil)), n: n, err: err}
+	}()
+
+	var conn net.Conn
+	if err := tunnel.InNamespace(tp.c, func() error {
+		var err error
+		conn, err = net.DialTimeout("tcp6", ln.Addr().String(), 10*time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	rng := rand.New(rand.NewChaCha8([32]byte{6}))
+	h := sha256.New()
+	chunk := make([]byte, 256<<10)
+	for sent := 0; sent < size; sent += len(chunk) {
+		for i := 0; i < len(chunk); i += 8 {
+			v := rng.Uint64()
+			for j := range 8 {
+				chunk[i+j] = byte(v >> (8 * j))
+			}
+		}
+		h.Write(chunk)
+		if _, err := conn.Write(chunk); err != nil {
+			t.Fatalf("write after %d bytes: %v", sent, err)
+		}
+	}
+	conn.(*net.TCPConn).CloseWrite()
+	res := <-done
+	if res.err != nil || res.n != size || !bytes.Equal(res.sum[:], h.Sum(nil)) {
+		t.Fatalf("server got %d bytes (err %v), hash match %v; want %d", res.n, res.err, bytes.Equal(res.sum[:], h.Sum(nil)), size)
+	}
+	if m := rec.maxRead.Load(); m <= 1500 {
+		t.Errorf("largest read %d bytes, want a GSO super-packet > MTU 1500", m)
+	} else {
+		t.Logf("largest read: %d bytes", m)
+	}
+	if big := fw.sum(func(s *tunnel.Stats) *atomic.Uint64 { return &s.BatchSizes[5] }); big == 0 {
+		t.Errorf("no batch of 17..32 packets: GSO reads were not split into batches")
+	}
+	tx1 := txStats(t, tp.g, "g1")
+	if rx := fw.sum(func(s *tunnel.Stats) *atomic.Uint64 { return &s.RxBytes }); rx < size {
+		t.Errorf("forwarder read %d bytes, want ≥ %d: traffic bypassed the TUN", rx, size)
+	}
+	bytes, frames := tx1.Bytes-tx0.Bytes, tx1.Packets-tx0.Packets
+	if avg := bytes / max(frames, 1); avg <= 3000 {
+		t.Errorf("gateway sent %d bytes in %d frames (avg %d): writes were not coalesced", bytes, frames, avg)
+	} else {
+		t.Logf("gateway → server: %d bytes in %d frames (avg %d)", bytes, frames, avg)
+	}
+}
+
+// iperf3 runs the client in ns against addr for secs seconds with streams
+// parallel streams and returns the received rate in bit/s and the bytes.
+func iperf3(t testing.TB, ns string, addr netip.Addr, secs, streams int) (float64, uint64) {
+	t.Helper()
+	var lastErr string
+	for attempt := range 20 {
+		if attempt > 0 {
+			time.Sleep(200 * time.Millisecond) // server still starting
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs+20)*time.Second)
+		out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "iperf3", "-c", addr.String(),
+			"-t", strconv.Itoa(secs), "-P", strconv.Itoa(streams), "-J", "--connect-timeout", "3000").Output()
+		cancel()
+		var r struct {
+			Error string
+			End   struct {
+				SumReceived struct {
+					Bytes         uint64
+					BitsPerSecond float64 `json:"bits_per_second"`
+				} `json:"sum_received"`
+			}
+		}
+		if jerr := json.Unmarshal(out, &r); jerr != nil {
+			lastErr = fmt.Sprintf("%v / %v: %.200s", err, jerr, out)
+			continue
+		}
+		if r.Error != "" || err != nil {
+			lastErr = fmt.Sprintf("%v %s", err, r.Error)
+			continue
+		}
+		return r.End.SumReceived.BitsPerSecond, r.End.SumReceived.Bytes
+	}
+	t.Fatalf("iperf3 in %s: %s", ns, lastErr)
+	return 0, 0
+}
+
+// startIperf3Server runs `iperf3 -s` in ns until the test ends.
+func startIperf3Server(t testing.TB, ns string, addr netip.Addr) {
+	t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", ns, "iperf3", "-s", "-B", addr.String())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill() // `ip netns exec` execs iperf3: same pid
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			t.Errorf("iperf3 server pid %d did not exit", cmd.Process.Pid)
+		}
+	})
+}
+
+// gsoPassBackend opens the gsoPassDev experiment.
+var gsoPassBackend = backend{"gso-pass", func() ([]tunnel.Device, error) {
+	d, err := openGSOPass(tunName)
+	if err != nil {
+		return nil, err
+	}
+	return []tunnel.Device{d}, nil
+}}
+
+// fwMode is one way of forwarding between client and server through the
+// gateway's TUN.
+type fwMode struct {
+	name    string
+	backend *backend
+	proc    func() tunnel.Processor
+}
+
+// fwResult is one paired measurement: kernel forwarding, then the TUN
+// forwarder, seconds apart, so that the ratio survives the load of a
+// shared machine drifting between runs.
+type fwResult struct {
+	round     int
+	mode      string
+	streams   int
+	kernelBPS float64
+	bps       float64
+	avgBatch  float64
+	tunDrops  uint64
+}
+
+func (r fwResult) ratio() float64 { return r.bps / r.kernelBPS }
+
+// TestIntegrationForwardThroughput measures iperf3 between client and
+// server through the gateway, with plain kernel forwarding and with the
+// TUN forwarder (pipeline + passthrough Processor) on each backend, in one
+// run. It is a benchmark, not a check: set SHIM6GW_BENCH=1 (optionally
+// SHIM6GW_BENCH_SECONDS, default 5; SHIM6GW_BENCH_ROUNDS, default 1;
+// SHIM6GW_BENCH_MODES to pick forwarders). See docs/benchmarks.md.
+func TestIntegrationForwardThroughput(t *testing.T) {
+	skipUnlessRoot(t)
+	if os.Getenv("SHIM6GW_BENCH") != "1" {
+		t.Skip("throughput benchmark: set SHIM6GW_BENCH=1 to run (takes about two minutes per round)")
+	}
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		t.Skip("iperf3 not installed")
+	}
+	secs, rounds := 5, 1
+	if n, err := strconv.Atoi(os.Getenv("SHIM6GW_BENCH_SECONDS")); err == nil && n > 0 {
+		secs = n
+	}
+	if n, err := strconv.Atoi(os.Getenv("SHIM6GW_BENCH_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
+	pass := func() tunnel.Processor { return tunnel.Passthrough{} }
+	modes := []fwMode{
+		{name: "tun-wireguard", backend: &backends[0], proc: pass},
+		{name: "tun-water", backend: &backends[1], proc: pass},
+		{name: "tun-water-mq2", backend: &backends[2], proc: pass},
+		{name: "tun-gso-pass", backend: &gsoPassBackend, proc: pass},
+	}
+	if only := os.Getenv("SHIM6GW_BENCH_MODES"); only != "" {
+		var keep []fwMode
+		for _, m := range modes {
+			if strings.Contains(","+only+",", ","+m.name+",") {
+				keep = append(keep, m)
+			}
+		}
+		modes = keep
+	}
+	tp := newTopo(t, "bw")
+	startIperf3Server(t, tp.s, serverAddr)
+
+	var results []fwResult
+	for round := 1; round <= rounds; round++ {
+		for _, m := range modes {
+			results = append(results, measureMode(t, tp, m, round, secs)...)
+		}
+	}
+
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\n| round | path | streams | kernel Gbit/s | TUN Gbit/s | × kernel | packets/read | TUN drops |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		fmt.Fprintf(&sb, "| %d | %s | %d | %.2f | %.2f | %.2f | %.1f | %d |\n",
+			r.round, r.mode, r.streams, r.kernelBPS/1e9, r.bps/1e9, r.ratio(), r.avgBatch, r.tunDrops)
+	}
+	fmt.Fprintf(&sb, "\nmedian × kernel over %d round(s):\n\n| path | 1 stream | 4 streams |\n|---|---|---|\n", rounds)
+	for _, m := range modes {
+		fmt.Fprintf(&sb, "| %s | %.2f | %.2f |\n", m.name, medianRatio(results, m.name, 1), medianRatio(results, m.name, 4))
+	}
+	t.Log(sb.String())
+	fmt.Print(sb.String())
+}
+
+func medianRatio(rs []fwResult, mode string, streams int) float64 {
+	var v []float64
+	for _, r := range rs {
+		if r.mode == mode && r.streams == streams {
+			v = append(v, r.ratio())
+		}
+	}
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// measureMode opens the mode's TUN in the gateway and, for 1 and 4
+// streams, measures kernel forwarding (rules off) and then the forwarder
+// (rules on).
+func measureMode(t *testing.T, tp *topo, m fwMode, round, secs int) []fwResult {
+	t.Helper()
+	devs := openIn(t, tp.g, *m.backend)
+	fw := startForwarder(t, tp, devs, m.proc)
+	tp.divert(t, tunName)
+	tp.rules(t, false)
+	var results []fwResult
+	for _, streams := range []int{1, 4} {
+		r := fwResult{round: round, mode: m.name, streams: streams}
+		r.kernelBPS, _ = iperf3(t, tp.c, serverAddr, secs, streams)
+
+		rx0 := fw.sum(func(s *tunnel.Stats) *atomic.Uint64 { return &s.RxBytes })
+		p0 := fw.sum(func(s *tunnel.Stats) *atomic.Uint64 { return &s.RxPackets })
+		b0 := fw.sum(func(s *tunnel.Stats) *atomic.Uint64 { return &s.Batches })
+		tun0 := txStats(t, tp.g, tunName)
+		tp.rules(t, true)
+		var got uint64
+		r.bps, got = iperf3(t, tp.c, serverAddr, secs, streams)
+		tp.rules(t, false)
+		rx := fw.sum(func(s *tunnel.Stats) *atomic.Uint64 { return &s.RxBytes }) - rx0
+		pk := fw.sum(func(s *tunnel.Stats) *atomic.Uint64 { return &s.RxPackets }) - p0
+		bt := fw.sum(func(s *tunnel.Stats) *atomic.Uint64 { return &s.Batches }) - b0
+		// Every payload byte crossed the TUN (plus headers).
+		if rx < got {
+			t.Errorf("%s: %d bytes through the TUN, iperf3 received %d: traffic bypassed the forwarder", m.name, rx, got)
+		}
+		r.avgBatch = float64(pk) / float64(max(bt, 1))
+		// Packets the kernel could not queue to the TUN reader.
+		r.tunDrops = txStats(t, tp.g, tunName).Dropped - tun0.Dropped
+		results = append(results, r)
+		t.Logf("round %d %-14s %d stream(s): kernel %6.2f Gbit/s, TUN %6.2f Gbit/s (× %.2f)",
+			round, m.name, streams, r.kernelBPS/1e9, r.bps/1e9, r.ratio())
+	}
+	ipn(t, tp.g, "-6", "route", "flush", "table", divertTable)
+	fw.stop(t)
+	return results
+}
