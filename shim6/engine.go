@@ -49,6 +49,7 @@ type Engine struct {
 	byNonce   map[uint32]*context
 	timers    timerHeap
 	paths     map[pathKey]*pathEntry
+	livePaths int // paths with at least one context on them
 	pending   map[pairKey]pendingPair
 
 	out   Actions

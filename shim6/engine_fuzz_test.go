@@ -60,7 +60,7 @@ func checkInvariants(e *Engine) error {
 			return fmt.Errorf("timer for a removed context")
 		}
 	}
-	n := 0
+	n, live := 0, 0
 	for k, pe := range e.paths {
 		if pe.key != k {
 			return fmt.Errorf("path key mismatch")
@@ -76,6 +76,15 @@ func checkInvariants(e *Engine) error {
 			return fmt.Errorf("path count %d, list %d", pe.n, m)
 		}
 		n += m
+		if m > 0 {
+			live++
+		}
+	}
+	if live != e.livePaths {
+		return fmt.Errorf("livePaths %d, paths in use %d", e.livePaths, live)
+	}
+	if len(e.paths)-live > maxIdlePaths {
+		return fmt.Errorf("%d idle path hints, bound %d", len(e.paths)-live, maxIdlePaths)
 	}
 	return nil
 }

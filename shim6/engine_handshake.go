@@ -203,6 +203,10 @@ func (e *Engine) onI2(src, dst netip.Addr, m Message, bis bool) {
 		return
 	}
 	c := e.byPair[pairKey{ulidLocal, ulidPeer, fii}]
+	if (c == nil || c.peerTag != itag) && e.peerTagFull(itag, ps, c) {
+		e.stats.Drops[DropNoContext]++
+		return
+	}
 	if c != nil && (c.state == StateEFailed || c.state == StateNoSupport) {
 		e.remove(c, "peer initiated")
 		c = nil
@@ -210,6 +214,13 @@ func (e *Engine) onI2(src, dst netip.Addr, m Message, bis bool) {
 	kat := kaTimeoutOpt(m)
 	if c == nil {
 		tag := e.allocTag()
+		if bis && tag == ptag {
+			// RFC 5533 §7.20: not the Packet Context Tag, a new random
+			// one; reserve it while drawing again.
+			e.byTag[ptag] = nil
+			tag = e.allocTag()
+			delete(e.byTag, ptag)
+		}
 		if tag == 0 {
 			e.stats.Drops[DropNoContext]++
 			return
@@ -370,6 +381,28 @@ func (e *Engine) confusion(c *context) {
 	}
 }
 
+// maxPeerTagChain bounds the contexts sharing one CT(peer) with disjoint
+// Ls(peer). Peers draw tags at random from 2^47, so only a remote party
+// reusing a tag on purpose gets near it, and every I2, R2 and R1bis walks
+// the chain (RFC 5533 §7.15, §7.18).
+const maxPeerTagChain = 64
+
+// peerTagFull reports whether taking CT(peer) t with locators ps would
+// exceed maxPeerTagChain. Contexts ps overlaps do not count: confusion
+// removes them (§7.15).
+func (e *Engine) peerTagFull(t ContextTag, ps *peerSet, self *context) bool {
+	n := 0
+	for x := e.byPeerTag[t]; x != nil; x = x.nextPeerTag {
+		if x == self || overlap(x.peerLocs(), ps.locs) {
+			continue
+		}
+		if n++; n >= maxPeerTagChain {
+			return true
+		}
+	}
+	return false
+}
+
 func overlap(a, b []netip.Addr) bool {
 	for _, x := range a {
 		if indexAddr(b, x) >= 0 {
@@ -431,6 +464,10 @@ func (e *Engine) onR2(src, dst netip.Addr, m Message) {
 	}
 	if ps.index(src) < 0 {
 		e.stats.Drops[DropBadLocator]++
+		return
+	}
+	if c.peerTag != r2.ResponderTag() && e.peerTagFull(r2.ResponderTag(), ps, c) {
+		e.stats.Drops[DropNoContext]++
 		return
 	}
 	bis := c.state == StateI2bisSent
@@ -603,6 +640,9 @@ func (e *Engine) sendI1(c *context) {
 	if c.hs.src != c.host.ulid || c.hs.dst != c.peerULID {
 		e.out.buf = AppendULIDPair(e.out.buf, c.host.ulid, c.peerULID)
 	}
+	if c.fii != 0 {
+		e.out.buf = AppendFII(e.out.buf, c.fii) // RFC 5533 §7.7
+	}
 	e.emit(c.hs.src, c.hs.dst, start)
 }
 
@@ -615,6 +655,9 @@ func (e *Engine) sendI2(c *context) {
 	e.out.buf = AppendResponderValidator(e.out.buf, c.hs.validator)
 	if c.hs.src != c.host.ulid || c.hs.dst != c.peerULID {
 		e.out.buf = AppendULIDPair(e.out.buf, c.host.ulid, c.peerULID)
+	}
+	if c.fii != 0 {
+		e.out.buf = AppendFII(e.out.buf, c.fii) // RFC 5533 §7.11
 	}
 	e.appendLocatorOptions(c.host)
 	e.emit(c.hs.src, c.hs.dst, start)

@@ -117,6 +117,9 @@ func (e *Engine) setPair(c *context, l, p netip.Addr) {
 	}
 	pe.head = c
 	pe.n++
+	if pe.n == 1 {
+		e.livePaths++
+	}
 }
 
 func (e *Engine) pathForget(c *context) {
@@ -134,8 +137,41 @@ func (e *Engine) pathForget(c *context) {
 	}
 	c.path, c.pathPrev, c.pathNext = nil, nil, nil
 	pe.n--
-	if pe.n == 0 && pe.brokenAt == 0 && pe.goodAt == 0 {
+	if pe.n > 0 {
+		return
+	}
+	e.livePaths--
+	if pe.brokenAt == 0 && pe.goodAt == 0 {
 		delete(e.paths, pe.key)
+	} else if len(e.paths)-e.livePaths > maxIdlePaths {
+		e.sweepPaths()
+	}
+}
+
+// maxIdlePaths bounds the path hints kept without a context on them: the
+// peer prefixes come from remote parties (an HBA set may name any
+// prefixes), so they must not accumulate for ever.
+const maxIdlePaths = 1024
+
+// sweepPaths drops the hints of paths no context uses: those not marked
+// within IdleTimeout, then arbitrary ones down to half the bound.
+func (e *Engine) sweepPaths() {
+	old := nt(e.now) - nanotime(e.t.IdleTimeout)
+	idle := len(e.paths) - e.livePaths
+	for k, pe := range e.paths {
+		if pe.n == 0 && max(pe.brokenAt, pe.goodAt) < old {
+			delete(e.paths, k)
+			idle--
+		}
+	}
+	for k, pe := range e.paths {
+		if idle <= maxIdlePaths/2 {
+			break
+		}
+		if pe.n == 0 {
+			delete(e.paths, k)
+			idle--
+		}
 	}
 }
 
@@ -277,8 +313,8 @@ func (e *Engine) establishedTimers(c *context, now nanotime) {
 	}
 	if c.ex != nil && c.reap != StaOperational && now >= c.ex.next {
 		sta := c.reap
-		if sta == StaInboundOk {
-			c.sendStart = now // RFC 5534 §6.6: probe retransmit in InboundOk starts Send
+		if sta == StaInboundOk && c.sendStart == 0 {
+			c.sendStart = now // RFC 5534 §6.5: a retransmission starts Send if stopped
 		}
 		e.sendProbe(c, sta, netip.Addr{}, netip.Addr{})
 	}
@@ -365,7 +401,16 @@ func (e *Engine) candidates(c *context) []cand {
 // MaxProbeTimeout).
 func (e *Engine) sendProbe(c *context, sta Sta, l, p netip.Addr) {
 	now := nt(e.now)
-	ex := e.beginExploration(c, "probe")
+	var ex *exploration
+	if sta == StaOperational {
+		// A reply that confirms the pair (RFC 5534 §6.8): no exploration.
+		if c.ex == nil {
+			c.ex = &exploration{}
+		}
+		ex = c.ex
+	} else {
+		ex = e.beginExploration(c, "probe")
+	}
 	if !l.IsValid() {
 		cs := e.candidates(c)
 		if len(cs) > 0 {
@@ -481,6 +526,7 @@ func (e *Engine) onProbe(src, dst netip.Addr, m Message) {
 		}
 		c.reap = StaOperational
 		c.sendStart = now
+		c.kaStart = 0 // RFC 5534 §6.8: STOP Keepalive, RESTART Send
 		e.sendProbeOnCurrent(c, StaOperational)
 		e.endExploration(c)
 	case StaOperational:
@@ -489,8 +535,15 @@ func (e *Engine) onProbe(src, dst netip.Addr, m Message) {
 			e.switchPair(c, nl, np)
 		}
 		c.sendStart = 0
-		if c.reap != StaOperational || ex.active {
-			c.reap = StaOperational
+		wasOp := c.reap == StaOperational
+		c.reap = StaOperational
+		// RFC 5534 §6.9: START Keepalive (if not running). The peer
+		// restarted its Send timer when it sent this probe (§6.8) and
+		// needs traffic from us.
+		if e.kaDue(c) == 0 {
+			c.kaStart, c.lastRecvPayload = now, now
+		}
+		if !wasOp || ex.active {
 			e.endExploration(c)
 		} else if moved {
 			// A late confirmation moved an ended exploration's pair.
