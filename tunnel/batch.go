@@ -34,9 +34,16 @@ func (v Verdict) String() string {
 // Start and End anywhere with WriteHeadroom ≤ Start ≤ End ≤ len(Buf(i)):
 // back by 8 to insert the payload header, forward to strip it, or behind
 // the original packet to build a reply there.
+//
+// GSO is the packet's virtio-net header when the pipeline keeps a GSO
+// super-packet (or a packet with a partial checksum) whole for a
+// GSOFilter; it is zero for every other packet. A Processor must not move
+// or resize a packet with a non-zero GSO (the pipeline drops it and counts
+// BadBounds): it is written back whole, header and all.
 type Packet struct {
 	Start, End int
 	Verdict    Verdict
+	GSO        GSOInfo
 }
 
 // Len returns the packet length.
@@ -53,19 +60,32 @@ type Batch struct {
 	bufs    [][]byte // owned buffers, each BufSize long
 	sizes   []int    // Read's out-parameter
 	scratch [][]byte // Write's argument; the device may reorder it
+	// slot maps packet i to its buffer: bufs[slot[i]]. Packets split from
+	// a super-packet live in the split buffers behind the read buffers.
+	slot []int
 }
 
-func newBatch(n, bufSize int) *Batch {
+func newBatch(n, bufSize int) *Batch { return newSplitBatch(n, bufSize, 0, 0) }
+
+// newSplitBatch allocates n read buffers of bufSize bytes and splits
+// buffers of splitSize bytes for the segments of super-packets.
+func newSplitBatch(n, bufSize, splits, splitSize int) *Batch {
+	total := n + splits
 	b := &Batch{
-		Packets: make([]Packet, 0, n),
-		bufs:    make([][]byte, n),
-		sizes:   make([]int, n),
-		scratch: make([][]byte, 0, n),
+		Packets: make([]Packet, 0, total),
+		bufs:    make([][]byte, total),
+		sizes:   make([]int, total),
+		scratch: make([][]byte, 0, total),
+		slot:    make([]int, 0, total),
 	}
 	// One allocation for all buffers of the batch.
-	backing := make([]byte, n*bufSize)
-	for i := range b.bufs {
+	backing := make([]byte, n*bufSize+splits*splitSize)
+	for i := range n {
 		b.bufs[i] = backing[i*bufSize : (i+1)*bufSize : (i+1)*bufSize]
+	}
+	backing = backing[n*bufSize:]
+	for i := range splits {
+		b.bufs[n+i] = backing[i*splitSize : (i+1)*splitSize : (i+1)*splitSize]
 	}
 	return b
 }
@@ -74,18 +94,18 @@ func newBatch(n, bufSize int) *Batch {
 func (b *Batch) Len() int { return len(b.Packets) }
 
 // Buf returns the whole buffer of packet i, headroom included.
-func (b *Batch) Buf(i int) []byte { return b.bufs[i] }
+func (b *Batch) Buf(i int) []byte { return b.bufs[b.slot[i]] }
 
 // Data returns packet i as Buf(i)[Start:End].
 func (b *Batch) Data(i int) []byte {
 	p := &b.Packets[i]
-	return b.bufs[i][p.Start:p.End]
+	return b.bufs[b.slot[i]][p.Start:p.End]
 }
 
 // valid reports whether packet i's bounds are ones the writer can use.
 func (b *Batch) valid(i int) bool {
 	p := &b.Packets[i]
-	return p.Start >= WriteHeadroom && p.Start <= p.End && p.End <= len(b.bufs[i])
+	return p.Start >= WriteHeadroom && p.Start <= p.End && p.End <= len(b.bufs[b.slot[i]])
 }
 
 // Processor handles a batch in place between read and write. It runs on
@@ -107,6 +127,26 @@ type Passthrough struct{}
 
 // Process implements Processor.
 func (Passthrough) Process(*Batch) {}
+
+// KeepWhole implements GSOFilter: every packet passes unchanged.
+func (Passthrough) KeepWhole([]byte, GSOInfo) bool { return true }
+
+// GSOFilter is implemented by a Processor that can forward GSO
+// super-packets whole. Before Process, the pipeline asks KeepWhole about
+// every packet a VirtioDevice returned with a non-zero virtio-net header
+// (a super-packet, or a packet whose transport checksum the kernel left
+// partial). True promises that Process forwards (or drops) it unchanged:
+// it reaches Process with Packet.GSO set and is written back with its
+// header, unsegmented, so the kernel segments it. False, and for every
+// Processor without this method, has the pipeline segment it (SplitGSO)
+// or complete its checksum (CompleteChecksum) first, so that Process sees
+// only plain packets with complete checksums, which it may resize (the
+// Shim6 payload header: the kernel cannot segment TCP behind next header
+// 140). KeepWhole runs on the reader goroutine and must not allocate or
+// retain pkt.
+type GSOFilter interface {
+	KeepWhole(pkt []byte, gso GSOInfo) bool
+}
 
 // NumBatchBuckets is the number of batch-size histogram buckets. Bucket k
 // counts batches of size n with BatchBucketBound(k-1) < n ≤

@@ -43,6 +43,19 @@ type Device interface {
 	Close() error
 }
 
+// VirtioDevice is a Device that passes the kernel's virtio-net header
+// through instead of segmenting and coalescing itself: Read leaves each
+// packet's header in the VirtioHeaderLen bytes right before offset, and
+// Write sends the VirtioHeaderLen bytes right before each packet as its
+// header. The Pipeline recognises it (when VirtioHeaders reports true),
+// decodes the headers into GSOInfo and segments the super-packets its
+// Processor cannot forward whole (see GSOFilter).
+type VirtioDevice interface {
+	Device
+	// VirtioHeaders reports whether Read and Write carry the header.
+	VirtioHeaders() bool
+}
+
 const (
 	// VirtioHeaderLen is the size of the virtio-net header the wireguard
 	// backend prepends to every write when offloads are on.

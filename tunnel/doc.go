@@ -6,9 +6,23 @@
 // backends exist: OpenWireGuard (golang.zx2c4.com/wireguard/tun, the
 // default, with IFF_VNET_HDR and TCP/UDP segmentation offloads, so that one
 // read may return up to BatchSize() packets split from a GSO super-packet
-// and one write may be coalesced again by GRO) and OpenWater
-// (github.com/songgao/water, plain, optionally multi-queue with one Device
-// per queue). Package tuntest provides a channel-backed fake for tests.
+// and one write may be coalesced again by GRO), OpenOffload (IFF_VNET_HDR
+// with TCP/IPv6 offload, a VirtioDevice: GSO super-packets reach the
+// pipeline whole, see below) and OpenWater (github.com/songgao/water,
+// plain, optionally multi-queue with one Device per queue). Package
+// tuntest provides a channel-backed fake for tests.
+//
+// GSO pass-through. With a VirtioDevice the pipeline decodes each
+// packet's virtio-net header (GSOInfo). A super-packet (or a packet with
+// an offload-partial checksum) that the Processor promises to leave
+// unchanged (GSOFilter.KeepWhole; Passthrough does, a rewrite-based
+// processor asks rewrite.Table.Untouched) is handed to Process with
+// Packet.GSO set and written back whole with its header: no userspace
+// split, no coalesce, the kernel segments it. Every other one is split
+// into segments with complete checksums (SplitGSO) in spare buffers of the
+// batch, in order, so that the Processor can insert the Shim6 payload
+// header, which the kernel cannot segment behind (next header 140 has no
+// GSO handler); those go out as plain packets.
 //
 // Buffers and headroom. Every caller reads at Offset: each buffer passed to
 // Read must have len ≥ Offset + the largest packet the device can return

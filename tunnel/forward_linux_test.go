@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shim6gw/shim6gw/rewrite"
 	"github.com/shim6gw/shim6gw/tunnel"
 )
 
@@ -261,21 +262,24 @@ func startIperf3Server(t testing.TB, ns string, addr netip.Addr) {
 	})
 }
 
-// gsoPassBackend opens the gsoPassDev experiment.
-var gsoPassBackend = backend{"gso-pass", func() ([]tunnel.Device, error) {
-	d, err := openGSOPass(tunName)
-	if err != nil {
-		return nil, err
-	}
-	return []tunnel.Device{d}, nil
-}}
-
 // fwMode is one way of forwarding between client and server through the
-// gateway's TUN.
+// gateways' TUNs: a backend and, per gateway, a Processor.
 type fwMode struct {
 	name    string
 	backend *backend
-	proc    func() tunnel.Processor
+	proc    func(gw int) tunnel.Processor
+	// shim runs the mode on the two-gateway topology (shimTopo).
+	shim bool
+}
+
+// benchNet is a topology the throughput test measures on: the client
+// namespace, the gateways (each gets a TUN and a forwarder) and the
+// switch between kernel forwarding and the TUNs.
+type benchNet struct {
+	c      string
+	gws    []string
+	divert func(testing.TB)
+	rules  func(testing.TB, bool)
 }
 
 // fwResult is one paired measurement: kernel forwarding, then the TUN
@@ -294,11 +298,15 @@ type fwResult struct {
 func (r fwResult) ratio() float64 { return r.bps / r.kernelBPS }
 
 // TestIntegrationForwardThroughput measures iperf3 between client and
-// server through the gateway, with plain kernel forwarding and with the
-// TUN forwarder (pipeline + passthrough Processor) on each backend, in one
-// run. It is a benchmark, not a check: set SHIM6GW_BENCH=1 (optionally
+// server, each TUN figure paired with plain kernel forwarding through the
+// same namespaces: tun-* modes through one gateway with a pass-through
+// forwarder per backend; pass2-* and shim-* modes through two gateways
+// (shimTopo), pass2 with pass-through forwarders, shim with the rewrite
+// forwarders that shim the client/server context between the gateways.
+// It is a benchmark, not a check: set SHIM6GW_BENCH=1 (optionally
 // SHIM6GW_BENCH_SECONDS, default 5; SHIM6GW_BENCH_ROUNDS, default 1;
-// SHIM6GW_BENCH_MODES to pick forwarders). See docs/benchmarks.md.
+// SHIM6GW_BENCH_MODES to pick modes; SHIM6GW_BENCH_TXQLEN to set the TUNs'
+// txqueuelen). See docs/benchmarks.md.
 func TestIntegrationForwardThroughput(t *testing.T) {
 	skipUnlessRoot(t)
 	if os.Getenv("SHIM6GW_BENCH") != "1" {
@@ -314,12 +322,18 @@ func TestIntegrationForwardThroughput(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("SHIM6GW_BENCH_ROUNDS")); err == nil && n > 0 {
 		rounds = n
 	}
-	pass := func() tunnel.Processor { return tunnel.Passthrough{} }
+	pass := func(int) tunnel.Processor { return tunnel.Passthrough{} }
+	tab1, tab2 := shimTables(t)
+	shimProc := func(gw int) tunnel.Processor { return newRWProc([]*rewrite.Table{tab1, tab2}[gw]) }
 	modes := []fwMode{
 		{name: "tun-wireguard", backend: &backends[0], proc: pass},
 		{name: "tun-water", backend: &backends[1], proc: pass},
 		{name: "tun-water-mq2", backend: &backends[2], proc: pass},
-		{name: "tun-gso-pass", backend: &gsoPassBackend, proc: pass},
+		{name: "tun-offload", backend: offloadBackend, proc: pass},
+		{name: "pass2-wireguard", backend: &backends[0], proc: pass, shim: true},
+		{name: "pass2-offload", backend: offloadBackend, proc: pass, shim: true},
+		{name: "shim-wireguard", backend: &backends[0], proc: shimProc, shim: true},
+		{name: "shim-offload", backend: offloadBackend, proc: shimProc, shim: true},
 	}
 	if only := os.Getenv("SHIM6GW_BENCH_MODES"); only != "" {
 		var keep []fwMode
@@ -330,13 +344,28 @@ func TestIntegrationForwardThroughput(t *testing.T) {
 		}
 		modes = keep
 	}
-	tp := newTopo(t, "bw")
-	startIperf3Server(t, tp.s, serverAddr)
+	var one, two *benchNet
+	for _, m := range modes {
+		switch {
+		case !m.shim && one == nil:
+			tp := newTopo(t, "bw")
+			startIperf3Server(t, tp.s, serverAddr)
+			one = &benchNet{c: tp.c, gws: []string{tp.g}, divert: func(t testing.TB) { tp.divert(t, tunName) }, rules: tp.rules}
+		case m.shim && two == nil:
+			tp := newShimTopo(t, "bw2")
+			startIperf3Server(t, tp.s, serverAddr)
+			two = &benchNet{c: tp.c, gws: []string{tp.g1, tp.g2}, divert: tp.divert, rules: tp.rules}
+		}
+	}
 
 	var results []fwResult
 	for round := 1; round <= rounds; round++ {
 		for _, m := range modes {
-			results = append(results, measureMode(t, tp, m, round, secs)...)
+			n := one
+			if m.shim {
+				n = two
+			}
+			results = append(results, measureMode(t, n, m, round, secs)...)
 		}
 	}
 
@@ -371,28 +400,44 @@ func medianRatio(rs []fwResult, mode string, streams int) float64 {
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
-// measureMode opens the mode's TUN in the gateway and, for 1 and 4
-// streams, measures kernel forwarding (rules off) and then the forwarder
+// measureMode opens the mode's TUN in every gateway and, for 1 and 4
+// streams, measures kernel forwarding (rules off) and then the forwarders
 // (rules on).
-func measureMode(t *testing.T, tp *topo, m fwMode, round, secs int) []fwResult {
+func measureMode(t *testing.T, n *benchNet, m fwMode, round, secs int) []fwResult {
 	t.Helper()
-	devs := openIn(t, tp.g, *m.backend)
-	fw := startForwarder(t, tp, devs, m.proc)
-	tp.divert(t, tunName)
-	tp.rules(t, false)
+	var fws []*forwarder
+	for i, g := range n.gws {
+		devs := openIn(t, g, *m.backend)
+		fws = append(fws, startForwarder(t, nil, devs, func() tunnel.Processor { return m.proc(i) }))
+	}
+	if q := os.Getenv("SHIM6GW_BENCH_TXQLEN"); q != "" {
+		for _, g := range n.gws {
+			ipn(t, g, "link", "set", tunName, "txqueuelen", q)
+		}
+	}
+	n.divert(t)
+	n.rules(t, false)
+	tunDrops := func() uint64 {
+		var d uint64
+		for _, g := range n.gws {
+			d += txStats(t, g, tunName).Dropped
+		}
+		return d
+	}
+	fw := fws[0] // the client's gateway
 	var results []fwResult
 	for _, streams := range []int{1, 4} {
 		r := fwResult{round: round, mode: m.name, streams: streams}
-		r.kernelBPS, _ = iperf3(t, tp.c, serverAddr, secs, streams)
+		r.kernelBPS, _ = iperf3(t, n.c, serverAddr, secs, streams)
 
 		rx0 := fw.sum(func(s *tunnel.Stats) *atomic.Uint64 { return &s.RxBytes })
 		p0 := fw.sum(func(s *tunnel.Stats) *atomic.Uint64 { return &s.RxPackets })
 		b0 := fw.sum(func(s *tunnel.Stats) *atomic.Uint64 { return &s.Batches })
-		tun0 := txStats(t, tp.g, tunName)
-		tp.rules(t, true)
+		d0 := tunDrops()
+		n.rules(t, true)
 		var got uint64
-		r.bps, got = iperf3(t, tp.c, serverAddr, secs, streams)
-		tp.rules(t, false)
+		r.bps, got = iperf3(t, n.c, serverAddr, secs, streams)
+		n.rules(t, false)
 		rx := fw.sum(func(s *tunnel.Stats) *atomic.Uint64 { return &s.RxBytes }) - rx0
 		pk := fw.sum(func(s *tunnel.Stats) *atomic.Uint64 { return &s.RxPackets }) - p0
 		bt := fw.sum(func(s *tunnel.Stats) *atomic.Uint64 { return &s.Batches }) - b0
@@ -401,13 +446,17 @@ func measureMode(t *testing.T, tp *topo, m fwMode, round, secs int) []fwResult {
 			t.Errorf("%s: %d bytes through the TUN, iperf3 received %d: traffic bypassed the forwarder", m.name, rx, got)
 		}
 		r.avgBatch = float64(pk) / float64(max(bt, 1))
-		// Packets the kernel could not queue to the TUN reader.
-		r.tunDrops = txStats(t, tp.g, tunName).Dropped - tun0.Dropped
+		// Packets the kernel could not queue to the TUN readers.
+		r.tunDrops = tunDrops() - d0
 		results = append(results, r)
-		t.Logf("round %d %-14s %d stream(s): kernel %6.2f Gbit/s, TUN %6.2f Gbit/s (× %.2f)",
+		t.Logf("round %d %-15s %d stream(s): kernel %6.2f Gbit/s, TUN %6.2f Gbit/s (× %.2f)",
 			round, m.name, streams, r.kernelBPS/1e9, r.bps/1e9, r.ratio())
 	}
-	ipn(t, tp.g, "-6", "route", "flush", "table", divertTable)
-	fw.stop(t)
+	for _, g := range n.gws {
+		ipn(t, g, "-6", "route", "flush", "table", divertTable)
+	}
+	for _, f := range fws {
+		f.stop(t)
+	}
 	return results
 }

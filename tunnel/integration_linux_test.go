@@ -41,6 +41,13 @@ var backends = []backend{
 	}},
 	{"water", func() ([]tunnel.Device, error) { return openWater(false, 1) }},
 	{"water-mq2", func() ([]tunnel.Device, error) { return openWater(true, 2) }},
+	{"offload", func() ([]tunnel.Device, error) {
+		d, err := tunnel.OpenOffload(tunName, 1500)
+		if err != nil {
+			return nil, err
+		}
+		return []tunnel.Device{d}, nil
+	}},
 }
 
 func openWater(mq bool, queues int) ([]tunnel.Device, error) {

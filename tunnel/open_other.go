@@ -39,3 +39,15 @@ func OpenWater(name string, multiQueue bool, queues int) ([]*Water, error) {
 
 // InNamespace returns ErrUnsupported.
 func InNamespace(name string, fn func() error) error { return ErrUnsupported }
+
+// Offload is only implemented on Linux.
+type Offload struct{ unsupported }
+
+// VirtioHeaders reports false.
+func (*Offload) VirtioHeaders() bool { return false }
+
+// OffloadBatch is the BatchSize of an Offload Device on Linux.
+const OffloadBatch = 16
+
+// OpenOffload returns ErrUnsupported.
+func OpenOffload(name string, mtu int) (*Offload, error) { return nil, ErrUnsupported }

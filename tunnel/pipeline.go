@@ -29,15 +29,25 @@ type Config struct {
 	// batch holds BatchSize() buffers of BufSize bytes.
 	Batches int
 	// BufSize is the length of every buffer; 0 means BufSize (room for a
-	// 64 KiB GRO super-packet). A device without offloads may use less,
-	// at least Offset + its MTU + what the Processor builds behind a
-	// packet.
+	// 64 KiB GRO super-packet), which a VirtioDevice requires. A device
+	// without offloads may use less, at least Offset + its MTU + what the
+	// Processor builds behind a packet.
 	BufSize int
+	// SplitBuffers is, for a VirtioDevice, the number of extra buffers per
+	// batch that the segments of super-packets are written to; 0 means
+	// DefaultSplitBuffers. A super-packet whose segments do not fit the
+	// buffers left is dropped (Stats.GSOErrors).
+	SplitBuffers int
 }
+
+// DefaultSplitBuffers holds the segments of 16 64 KiB super-packets of
+// 1440-byte segments, what one read of the offload backend returns.
+const DefaultSplitBuffers = 768
 
 // Stats are a pipeline's counters, read at scrape time.
 type Stats struct {
-	// RxPackets and RxBytes count packets read (after GSO splitting).
+	// RxPackets and RxBytes count packets handed to the Processor (after
+	// GSO splitting; a super-packet kept whole counts once).
 	RxPackets, RxBytes atomic.Uint64
 	// TxPackets and TxBytes count packets handed to a successful Write
 	// (before GRO coalescing).
@@ -56,6 +66,11 @@ type Stats struct {
 	BadBounds atomic.Uint64
 	// ReadErrors and WriteErrors count failed device calls (not closes).
 	ReadErrors, WriteErrors atomic.Uint64
+	// For a VirtioDevice: GSOPackets counts super-packets read; GSOKept
+	// those forwarded whole; GSOSegments the segments the others were
+	// split into; GSOErrors super-packets and partial-checksum packets
+	// dropped because they could not be split or completed.
+	GSOPackets, GSOKept, GSOSegments, GSOErrors atomic.Uint64
 }
 
 // Pipeline moves batches from a Device through a Processor and back to
@@ -65,6 +80,8 @@ type Stats struct {
 type Pipeline struct {
 	dev       Device
 	proc      Processor
+	virtio    bool      // dev is a VirtioDevice with headers on
+	filter    GSOFilter // proc's, or nil
 	divert    *DivertQueue
 	batchSize int
 	stats     Stats
@@ -106,8 +123,29 @@ func NewPipeline(dev Device, cfg Config) (*Pipeline, error) {
 		injectBuf:  make([]byte, cfg.BufSize),
 		injectBufs: make([][]byte, 1),
 	}
+	splits, splitSize := 0, 0
+	if vd, ok := dev.(VirtioDevice); ok && vd.VirtioHeaders() {
+		if cfg.BufSize < BufSize {
+			// A super-packet may be 64 KiB whatever the MTU.
+			return nil, fmt.Errorf("%w: buffers of %d bytes for a virtio device, want %d", ErrBadConfig, cfg.BufSize, BufSize)
+		}
+		p.virtio = true
+		p.filter, _ = cfg.Processor.(GSOFilter)
+		splits = cfg.SplitBuffers
+		if splits <= 0 {
+			splits = DefaultSplitBuffers
+		}
+		// A segment is at most one MTU; the rest is room for what the
+		// Processor builds behind a packet (a Packet Too Big quotes up to
+		// 1232 bytes, RFC 4443 §3.2).
+		mtu, err := dev.MTU()
+		if err != nil || mtu < 1280 {
+			mtu = 1500
+		}
+		splitSize = min(cfg.BufSize, Offset+mtu+ShimHeaderLen+1536)
+	}
 	for range cfg.Batches {
-		p.free <- newBatch(bs, cfg.BufSize)
+		p.free <- newSplitBatch(bs, cfg.BufSize, splits, splitSize)
 	}
 	return p, nil
 }
@@ -176,13 +214,21 @@ func (p *Pipeline) read() error {
 }
 
 func (p *Pipeline) process(b *Batch, n int) {
-	b.Packets = b.Packets[:n]
-	var bytes uint64
-	for i := range n {
-		b.Packets[i] = Packet{Start: Offset, End: Offset + b.sizes[i]}
-		bytes += uint64(b.sizes[i])
+	if p.virtio {
+		p.unpack(b, n)
+	} else {
+		b.Packets = b.Packets[:n]
+		b.slot = b.slot[:n]
+		for i := range n {
+			b.Packets[i] = Packet{Start: Offset, End: Offset + b.sizes[i]}
+			b.slot[i] = i
+		}
 	}
-	p.stats.RxPackets.Add(uint64(n))
+	var bytes uint64
+	for i := range b.Packets {
+		bytes += uint64(b.Packets[i].Len())
+	}
+	p.stats.RxPackets.Add(uint64(len(b.Packets)))
 	p.stats.RxBytes.Add(bytes)
 	p.stats.Batches.Add(1)
 	p.stats.BatchSizes[batchBucket(n)].Add(1)
@@ -191,7 +237,7 @@ func (p *Pipeline) process(b *Batch, n int) {
 
 	for i := range b.Packets {
 		pk := &b.Packets[i]
-		if pk.Verdict != Drop && !b.valid(i) {
+		if pk.Verdict != Drop && (!b.valid(i) || !pk.GSO.IsZero() && (pk.Start != Offset || pk.End != Offset+b.sizes[b.slot[i]])) {
 			p.stats.BadBounds.Add(1)
 			pk.Verdict = Drop
 			continue
@@ -213,6 +259,59 @@ func (p *Pipeline) process(b *Batch, n int) {
 	}
 }
 
+// unpack turns the n packets a VirtioDevice read into the batch's
+// packets: plain ones as they are, super-packets and partial checksums
+// kept whole when the filter says so, and otherwise split into the split
+// buffers or completed, in read order.
+func (p *Pipeline) unpack(b *Batch, n int) {
+	b.Packets = b.Packets[:0]
+	b.slot = b.slot[:0]
+	next := p.batchSize // first free split buffer
+	for i := range n {
+		buf := b.bufs[i]
+		end := Offset + b.sizes[i]
+		g := decodeVirtio(buf[Offset-VirtioHeaderLen : Offset])
+		if g.IsZero() {
+			b.Packets = append(b.Packets, Packet{Start: Offset, End: end})
+			b.slot = append(b.slot, i)
+			continue
+		}
+		pkt := buf[Offset:end]
+		super := g.IsSuper()
+		if super {
+			p.stats.GSOPackets.Add(1)
+		}
+		if p.filter != nil && p.filter.KeepWhole(pkt, g) {
+			if super {
+				p.stats.GSOKept.Add(1)
+			}
+			b.Packets = append(b.Packets, Packet{Start: Offset, End: end, GSO: g})
+			b.slot = append(b.slot, i)
+			continue
+		}
+		if !super {
+			if CompleteChecksum(pkt, g) != nil {
+				p.stats.GSOErrors.Add(1)
+				continue
+			}
+			b.Packets = append(b.Packets, Packet{Start: Offset, End: end})
+			b.slot = append(b.slot, i)
+			continue
+		}
+		k, err := SplitGSO(pkt, g, b.bufs[next:], b.sizes[next:], Offset)
+		if err != nil {
+			p.stats.GSOErrors.Add(1)
+			continue
+		}
+		for j := next; j < next+k; j++ {
+			b.Packets = append(b.Packets, Packet{Start: Offset, End: Offset + b.sizes[j]})
+			b.slot = append(b.slot, j)
+		}
+		next += k
+		p.stats.GSOSegments.Add(uint64(k))
+	}
+}
+
 // write is the writer stage: one Write per batch, then back to the ring.
 // After a close it keeps draining so that the reader never blocks.
 func (p *Pipeline) write() {
@@ -224,7 +323,13 @@ func (p *Pipeline) write() {
 			if pk.Verdict != Forward {
 				continue
 			}
-			b.scratch = append(b.scratch, b.bufs[i][pk.Start-WriteHeadroom:pk.End])
+			buf := b.bufs[b.slot[i]]
+			if p.virtio {
+				// Segments, rewritten packets and replies go out as plain
+				// packets with complete checksums; kept ones as read.
+				encodeVirtio(buf[pk.Start-VirtioHeaderLen:pk.Start], pk.GSO)
+			}
+			b.scratch = append(b.scratch, buf[pk.Start-WriteHeadroom:pk.End])
 			bytes += uint64(pk.End - pk.Start)
 		}
 		if len(b.scratch) > 0 {
@@ -252,6 +357,7 @@ func (p *Pipeline) Inject(pkt []byte) error {
 		return fmt.Errorf("%w: %d bytes", ErrTooBig, len(pkt))
 	}
 	n := copy(p.injectBuf[Offset:], pkt)
+	clear(p.injectBuf[Offset-VirtioHeaderLen : Offset]) // a plain packet
 	p.injectBufs[0] = p.injectBuf[:Offset+n]
 	_, err := p.dev.Write(p.injectBufs, Offset)
 	if err != nil {
