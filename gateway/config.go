@@ -66,6 +66,7 @@ type Config struct {
 	Admin   AdminConfig
 	Timers  Timers
 	Policy  PolicyConfig
+	Limits  LimitsConfig
 	Log     LogConfig
 	Rules   RulesConfig
 
@@ -193,6 +194,18 @@ func DefaultPolicy() PolicyConfig {
 	return PolicyConfig{InitiateAfterPackets: 1, Window: 30 * time.Second, MaxPending: 65536}
 }
 
+// DefaultMaxContexts is limits.max_contexts when the file leaves it out
+// (shim6.DefaultMaxContexts: about 800 MiB of contexts).
+const DefaultMaxContexts = 1 << 20
+
+// LimitsConfig bounds the engine's state against remote exhaustion; it
+// maps to shim6.EngineConfig (LimitsConfig.Apply).
+type LimitsConfig struct {
+	// MaxContexts caps the stored contexts (~800 bytes each); beyond it
+	// new contexts are refused, existing ones are never evicted.
+	MaxContexts int
+}
+
 // LogConfig selects the slog handler.
 type LogConfig struct {
 	Format string // "text" or "json"
@@ -294,6 +307,9 @@ func (c *Config) PlanReload(next *Config) (ReloadPlan, error) {
 	}
 	if c.Rules != next.Rules {
 		return p, restart("rules")
+	}
+	if c.Limits != next.Limits {
+		return p, restart("limits")
 	}
 	if c.HBA.Hosts != next.HBA.Hosts || c.HBA.Sec != next.HBA.Sec || string(c.HBA.Secret) != string(next.HBA.Secret) {
 		return p, restart("hba")

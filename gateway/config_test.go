@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/shim6gw/shim6gw/shim6"
 )
 
 // goodConfig is a valid file; bad cases edit it with strings.Replace so the
@@ -76,6 +78,7 @@ func TestLoadConfigGood(t *testing.T) {
 		Admin:  AdminConfig{Listen: "127.0.0.1:9146"},
 		Timers: timers,
 		Policy: PolicyConfig{InitiateAfterPackets: 1, Window: 30 * time.Second, MaxPending: 65536},
+		Limits: LimitsConfig{MaxContexts: 1 << 20},
 		Log:    LogConfig{Format: "text", Level: "info"},
 		Rules:  RulesConfig{PriorityBase: 15000, TableBase: 15000, Protocol: 154},
 		Path:   p,
@@ -186,6 +189,14 @@ func TestLoadConfigBad(t *testing.T) {
 			`config: line 22: tun.name: bad interface name "averyveryverylongname"`, ErrInvalid},
 		{"bad listen", "", "admin:\n  listen: localhost\n",
 			`config: line 22: admin.listen: bad listen address "localhost" (want host:port)`, ErrInvalid},
+		{"zero max contexts", "", "limits:\n  max_contexts: 0\n",
+			`config: line 22: limits.max_contexts: must be at least 1`, ErrInvalid},
+		{"negative max contexts", "", "limits:\n  max_contexts: -5\n",
+			`config: line 22: limits.max_contexts: must be at least 1`, ErrInvalid},
+		{"bad max contexts", "", "limits:\n  max_contexts: lots\n",
+			`config: line 22: limits.max_contexts: bad integer "lots"`, ErrInvalid},
+		{"unknown limit", "", "limits:\n  max_context: 5\n",
+			`config: line 22: unknown key "limits.max_context"`, ErrUnknownKey},
 		{"bad log format", "", "log:\n  format: xml\n",
 			`config: line 22: log.format: unknown format "xml" (want text or json)`, ErrInvalid},
 		{"priority range", "", "rules:\n  priority_base: 32700\n",
@@ -300,6 +311,7 @@ func TestPlanReload(t *testing.T) {
 		{"interface", "interface: upB", "interface: upC", ReloadPlan{},
 			"config: line 9: uplinks[1]: changed, needs a restart"},
 		{"tun", "", "tun:\n  mtu: 1400\n", ReloadPlan{}, "config: line 21: tun: changed, needs a restart"},
+		{"limits", "", "limits:\n  max_contexts: 5000\n", ReloadPlan{}, "config: line 21: limits: changed, needs a restart"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -367,5 +379,25 @@ func TestDeployExamples(t *testing.T) {
 				t.Errorf("%d uplinks", len(c.Uplinks))
 			}
 		})
+	}
+}
+
+// limits.max_contexts reaches the engine configuration; the default is
+// the engine's own.
+func TestLimitsConfigToEngine(t *testing.T) {
+	if DefaultMaxContexts != shim6.DefaultMaxContexts {
+		t.Errorf("DefaultMaxContexts %d, engine %d", DefaultMaxContexts, shim6.DefaultMaxContexts)
+	}
+	c, err := LoadConfig(writeConfig(t, goodConfig+"limits:\n  max_contexts: 5000\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ec shim6.EngineConfig
+	c.Limits.Apply(&ec)
+	if ec.MaxContexts != 5000 {
+		t.Errorf("EngineConfig.MaxContexts = %d, want 5000", ec.MaxContexts)
+	}
+	if got := c.Line("limits.max_contexts"); got != 22 {
+		t.Errorf("Line = %d, want 22", got)
 	}
 }

@@ -53,6 +53,7 @@ func defaultConfig() *Config {
 		Admin:  AdminConfig{Listen: DefaultAdminListen},
 		Timers: DefaultTimers(),
 		Policy: DefaultPolicy(),
+		Limits: LimitsConfig{MaxContexts: DefaultMaxContexts},
 		Log:    LogConfig{Format: "text", Level: "info"},
 		Rules:  RulesConfig{PriorityBase: DefaultPriorityBase, TableBase: DefaultTableBase, Protocol: DefaultRouteProtocol},
 		lines:  map[string]int{},
@@ -283,6 +284,9 @@ func (d *decoder) decode(b []byte) {
 				"max_pending":            d.integer(&c.Policy.MaxPending),
 			})
 		},
+		"limits": func(key string, v *yaml.Node) {
+			d.mapping(v, key, map[string]fieldFunc{"max_contexts": d.integer(&c.Limits.MaxContexts)})
+		},
 		"log": func(key string, v *yaml.Node) {
 			d.mapping(v, key, map[string]fieldFunc{"format": d.str(&c.Log.Format), "level": d.str(&c.Log.Level)})
 		},
@@ -415,6 +419,9 @@ func (d *decoder) validate() {
 	}
 	if p.MaxPending < 1 {
 		d.bad("policy.max_pending", "must be at least 1")
+	}
+	if c.Limits.MaxContexts < 1 {
+		d.bad("limits.max_contexts", "must be at least 1")
 	}
 	switch c.Log.Format {
 	case "text", "json":

@@ -38,6 +38,11 @@ func (p PolicyConfig) Engine() shim6.Policy {
 	return shim6.Policy{Packets: p.InitiateAfterPackets, After: p.InitiateAfter, Window: p.Window, MaxPending: p.MaxPending}
 }
 
+// Apply sets the engine's resource limits from the configuration.
+func (l LimitsConfig) Apply(ec *shim6.EngineConfig) {
+	ec.MaxContexts = l.MaxContexts
+}
+
 // EngineUplinks returns the uplinks as the engine names them: a local
 // locator inside an uplink's provider prefix is on that uplink.
 func (c *Config) EngineUplinks() []shim6.Uplink {

@@ -2,6 +2,7 @@ package shim6
 
 import (
 	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -56,11 +57,11 @@ type Engine struct {
 	stats Stats
 	now   time.Time
 
-	errTokens float64
-	errLast   nanotime
-	scratch   []byte
-	cands     []cand
-	tmpVal    [validatorLen]byte
+	errLim     errLimiter
+	limitEvent nanotime // last EventContextLimit
+	scratch    []byte
+	cands      []cand
+	tmpVal     [validatorLen]byte
 }
 
 // ErrConfig reports an unusable engine configuration.
@@ -89,7 +90,14 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if e.cfg.MaxErrorsPerSecond <= 0 {
 		e.cfg.MaxErrorsPerSecond = 100
 	}
-	e.errTokens = float64(e.cfg.MaxErrorsPerSecond)
+	if e.cfg.MaxErrorsPerSourcePerSecond <= 0 {
+		e.cfg.MaxErrorsPerSourcePerSecond = max(1, e.cfg.MaxErrorsPerSecond/5)
+	}
+	if e.cfg.MaxContexts <= 0 {
+		e.cfg.MaxContexts = DefaultMaxContexts
+	}
+	e.errLim.rate = float64(e.cfg.MaxErrorsPerSecond)
+	e.errLim.srcRate = float64(e.cfg.MaxErrorsPerSourcePerSecond)
 	e.down = make([]bool, len(e.uplinks))
 	seed := cfg.Seed
 	if seed == ([32]byte{}) {
@@ -99,6 +107,8 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	src := rand.NewChaCha8(seed)
 	e.rng = rand.New(src)
+	// From the seed, not the generator, so tags and nonces stay as before.
+	e.errLim.key = binary.LittleEndian.Uint64(seed[24:]) ^ 0x5851f42d4c957f2d
 	secret := cfg.SiteSecret
 	if len(secret) == 0 {
 		secret = make([]byte, 32)
@@ -299,24 +309,6 @@ func (e *Engine) fail(c *context, s State, hold time.Duration, reason string) {
 		e.event(EventNoSupport, c, 0, reason)
 	}
 	e.schedule(c, nt(e.now)+nanotime(hold))
-}
-
-// errAllowed rate-limits R1bis and Error messages (token bucket).
-func (e *Engine) errAllowed() bool {
-	n := nt(e.now)
-	if e.errLast != 0 && n > e.errLast {
-		e.errTokens += float64(n-e.errLast) / 1e9 * float64(e.cfg.MaxErrorsPerSecond)
-		if max := float64(e.cfg.MaxErrorsPerSecond); e.errTokens > max {
-			e.errTokens = max
-		}
-	}
-	e.errLast = n
-	if e.errTokens < 1 {
-		e.stats.Drops[DropRateLimited]++
-		return false
-	}
-	e.errTokens--
-	return true
 }
 
 // emit queues the message in e.out.buf[start:] for sending.

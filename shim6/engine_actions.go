@@ -43,10 +43,11 @@ const (
 	EventRecovery                                // context rebuilt through R1bis/I2bis
 	EventLocatorsUpdated                         // peer locator set or preferences changed
 	EventPeerError                               // peer sent an Error message (Code)
+	EventContextLimit                            // a context was refused: MaxContexts reached (at most one per 10 s)
 )
 
 var eventNames = [...]string{"", "context_up", "context_down", "establish_failed", "no_support",
-	"exploration_started", "failover", "exploration_ended", "recovery", "locators_updated", "peer_error"}
+	"exploration_started", "failover", "exploration_ended", "recovery", "locators_updated", "peer_error", "context_limit"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {
@@ -107,11 +108,12 @@ const (
 	DropBadPreferences                    // Locator Preferences out of sync (Error 3/4)
 	DropTooLong                           // a message to send would exceed 1280 octets; not sent
 	DropBadValidatorLen                   // R1/R1bis validator longer than we copy
+	DropContextLimit                      // I2/I2bis or local initiation refused: MaxContexts reached
 	NumDropReasons
 )
 
 var dropNames = [...]string{"malformed", "unknown_type", "critical_option", "no_context", "bad_validator",
-	"stale_nonce", "verify_failed", "wrong_state", "bad_locator", "rate_limited", "bad_address", "bad_preferences", "too_long", "bad_validator_len"}
+	"stale_nonce", "verify_failed", "wrong_state", "bad_locator", "rate_limited", "bad_address", "bad_preferences", "too_long", "bad_validator_len", "context_limit"}
 
 func (d DropReason) String() string {
 	if int(d) < len(dropNames) {

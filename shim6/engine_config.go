@@ -178,6 +178,17 @@ type EngineConfig struct {
 	// HintPrefixLen is the length of the peer prefix that site-wide path
 	// hints are keyed on (default 48).
 	HintPrefixLen int
-	// MaxErrorsPerSecond rate-limits Error and R1bis messages (default 100).
+	// MaxErrorsPerSecond rate-limits Error and R1bis messages site-wide
+	// (default 100).
 	MaxErrorsPerSecond int
+	// MaxErrorsPerSourcePerSecond rate-limits them per destination /64, so
+	// one source cannot use up the site-wide budget (default
+	// MaxErrorsPerSecond/5, at least 1).
+	MaxErrorsPerSourcePerSecond int
+	// MaxContexts bounds the stored contexts, hold-downs included
+	// (default DefaultMaxContexts = 1<<20, about 800 MiB at ~800 bytes
+	// per context, docs/benchmarks.md). At the cap an I2/I2bis that would
+	// create a context and a local initiation are refused and counted as
+	// DropContextLimit; existing contexts are never evicted.
+	MaxContexts int
 }

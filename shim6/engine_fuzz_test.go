@@ -60,6 +60,9 @@ func checkInvariants(e *Engine) error {
 			return fmt.Errorf("timer for a removed context")
 		}
 	}
+	if len(e.byPair) > e.cfg.MaxContexts {
+		return fmt.Errorf("%d contexts, cap %d", len(e.byPair), e.cfg.MaxContexts)
+	}
 	n, live := 0, 0
 	for k, pe := range e.paths {
 		if pe.key != k {
@@ -113,6 +116,9 @@ func newFuzzPair(tb testing.TB) *fuzzPair {
 	for i, s := range []site{sa, sb} {
 		cfg := simConfig(s, v, byte(i+1), Timers{})
 		cfg.TagBits = 4 // few tag bits: exercise confusion (RFC 5533 App. C.4)
+		if i == 1 {
+			cfg.MaxContexts = 3 // of 4 host pairs: exercise the context cap
+		}
 		e, err := NewEngine(cfg)
 		if err != nil {
 			tb.Fatal(err)
@@ -230,12 +236,12 @@ func FuzzEngine(f *testing.F) {
 // plain `go test` covers it too.
 func TestEngineRandomSequences(t *testing.T) {
 	x := uint64(0x9e3779b97f4a7c15)
-	var est, explored, drops uint64
+	var est, explored, drops, limited uint64
 	defer func() {
 		// The sequences must reach the interesting states, or the test
 		// proves nothing.
-		if est == 0 || explored == 0 || drops == 0 {
-			t.Errorf("coverage: %d establishments, %d explorations, %d drops", est, explored, drops)
+		if est == 0 || explored == 0 || drops == 0 || limited == 0 {
+			t.Errorf("coverage: %d establishments, %d explorations, %d drops, %d context_limit", est, explored, drops, limited)
 		}
 	}()
 	for run := 0; run < 300; run++ {
@@ -259,6 +265,7 @@ func TestEngineRandomSequences(t *testing.T) {
 			for _, d := range st.Drops {
 				drops += d
 			}
+			limited += st.Drops[DropContextLimit]
 		}
 	}
 }

@@ -193,6 +193,11 @@ func (e *Engine) onI2(src, dst netip.Addr, m Message, bis bool) {
 		e.stats.Drops[DropBadValidator]++
 		return
 	}
+	if e.byPair[pairKey{ulidLocal, ulidPeer, fii}] == nil && e.full() {
+		// Before verifying the locators: a full table costs no CGA work.
+		e.refuseContext(ulidLocal, ulidPeer, m.Type().String())
+		return
+	}
 	ps, ok := e.peerSetFrom(src, dst, m, ulidPeer, nil)
 	if !ok {
 		return
@@ -524,7 +529,7 @@ func (e *Engine) unknownTag(src, dst netip.Addr, tag ContextTag) {
 		e.stats.Drops[DropBadAddress]++
 		return
 	}
-	if !e.errAllowed() {
+	if !e.errAllowed(src) {
 		return
 	}
 	rnonce := e.val.nonce(e.now)
@@ -578,6 +583,10 @@ func (e *Engine) initiate(local, peer netip.Addr) {
 	}
 	if c := e.byPair[pairKey{local, peer, 0}]; c != nil {
 		return // exists, or held down (E-FAILED / NO-SUPPORT)
+	}
+	if e.full() {
+		e.refuseContext(local, peer, "initiate")
+		return
 	}
 	tag := e.allocTag()
 	if tag == 0 {
@@ -683,7 +692,13 @@ func (e *Engine) sendI2bis(c *context) {
 // sendError sends an Error message quoting the invoking packet from its
 // IPv6 header (shim6-digest §4.3), rate-limited.
 func (e *Engine) sendError(src, dst netip.Addr, code ErrorCode, ptr int, msg []byte) {
-	if !e.errAllowed() {
+	if len(msg) > offType && msg[offType]&0x80 == 0 && Type(msg[offType]&0x7f) == TypeError {
+		// Error messages are unacknowledged (RFC 5533 §5.14); answering
+		// one could loop between two implementations (cf. RFC 4443
+		// §2.4(e)).
+		return
+	}
+	if !e.errAllowed(dst) {
 		return
 	}
 	q := e.scratch[:0]

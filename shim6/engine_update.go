@@ -157,7 +157,7 @@ func (e *Engine) sendUpdate(c *context) {
 // acknowledges them (RFC 5533 §10.4).
 func (e *Engine) onUpdateRequest(src, dst netip.Addr, m Message) {
 	ur := UpdateRequest(m)
-	c := e.contextFor(src, dst, ur.ReceiverTag(), false)
+	c := e.contextFor(src, dst, m.Type(), ur.ReceiverTag(), false)
 	if c == nil {
 		return
 	}
@@ -218,7 +218,7 @@ func (e *Engine) onUpdateRequest(src, dst netip.Addr, m Message) {
 // §10.5).
 func (e *Engine) onUpdateAck(src, dst netip.Addr, m Message) {
 	ua := UpdateAck(m)
-	c := e.contextFor(src, dst, ua.ReceiverTag(), false)
+	c := e.contextFor(src, dst, m.Type(), ua.ReceiverTag(), false)
 	if c == nil {
 		return
 	}

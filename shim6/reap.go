@@ -441,7 +441,7 @@ func (e *Engine) sendProbe(c *context, sta Sta, l, p netip.Addr) {
 
 // onKeepalive: a Keepalive stops the Send timer (RFC 5534 §6.7).
 func (e *Engine) onKeepalive(src, dst netip.Addr, m Message) {
-	c := e.contextFor(src, dst, Keepalive(m).ReceiverTag(), true)
+	c := e.contextFor(src, dst, m.Type(), Keepalive(m).ReceiverTag(), true)
 	if c == nil {
 		return
 	}
@@ -459,12 +459,15 @@ func (e *Engine) onKeepalive(src, dst netip.Addr, m Message) {
 // contextFor finds the context of a control message carrying our tag
 // (RFC 5533 §12.4): unknown tag or addresses outside the locator sets →
 // R1bis; I2-SENT/I2BIS-SENT repeat their I2/I2bis. Only ESTABLISHED
-// contexts are returned unless bisOK allows I2BIS-SENT too.
-func (e *Engine) contextFor(src, dst netip.Addr, tag ContextTag, estOnly bool) *context {
+// contexts are returned unless bisOK allows I2BIS-SENT too. Only message
+// types 64–127 may trigger the R1bis (RFC 5533 §5.3, §7.17).
+func (e *Engine) contextFor(src, dst netip.Addr, t Type, tag ContextTag, estOnly bool) *context {
 	c := e.byTag[tag]
 	if c == nil || ((c.state == StateEstablished || c.state == StateI2bisSent) && (!c.peerOK(src) || !c.localOK(dst))) {
 		e.stats.Drops[DropNoContext]++
-		e.unknownTag(src, dst, tag)
+		if t.TriggersR1bis() {
+			e.unknownTag(src, dst, tag)
+		}
 		return nil
 	}
 	switch c.state {
@@ -485,7 +488,7 @@ func (e *Engine) contextFor(src, dst netip.Addr, tag ContextTag, estOnly bool) *
 // onProbe runs the REAP receive rules (RFC 5534 §6.8, §6.9).
 func (e *Engine) onProbe(src, dst netip.Addr, m Message) {
 	p := Probe(m)
-	c := e.contextFor(src, dst, p.ReceiverTag(), true)
+	c := e.contextFor(src, dst, m.Type(), p.ReceiverTag(), true)
 	if c == nil {
 		return
 	}
