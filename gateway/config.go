@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/shim6gw/shim6gw/hba"
 )
 
 // Sentinel errors; every *ConfigError matches one of them with errors.Is.
@@ -54,7 +56,7 @@ const (
 	// their blocks of the priority range.
 	MaxUplinks = 10
 	// MinSecretLen is the shortest HBA site secret accepted, in bytes.
-	MinSecretLen = 16
+	MinSecretLen = hba.MinSecretLen
 )
 
 // Config is a decoded and validated configuration file.

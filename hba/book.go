@@ -24,6 +24,10 @@ const (
 	emLabel       = "shim6gw hba extended modifier"
 )
 
+// MinSecretLen is the shortest site secret the gateway and `shim6gw hba`
+// accept, in bytes: 128 bits, so the book cannot be guessed.
+const MinSecretLen = 16
+
 // TrimSecret returns the secret held in a secret file's bytes: the bytes
 // as they are, minus one trailing "\n" or "\r\n" (what an editor or echo
 // adds). Everything else, whitespace included, is part of the secret, so

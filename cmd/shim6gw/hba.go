@@ -128,6 +128,11 @@ func readSecret(name string) ([]byte, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("secret file %q is empty", name)
 	}
+	if len(b) < hba.MinSecretLen {
+		// The gateway refuses such a secret too: a plan printed from it
+		// could never be served.
+		return nil, fmt.Errorf("secret file %q holds %d bytes, need at least %d", name, len(b), hba.MinSecretLen)
+	}
 	return b, nil
 }
 

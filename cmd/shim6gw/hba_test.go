@@ -34,6 +34,7 @@ func writeFile(t *testing.T, content string) string {
 func TestHBABadInput(t *testing.T) {
 	secret := writeFile(t, "0123456789abcdef0123456789abcdef\n")
 	empty := writeFile(t, "\n")
+	short := writeFile(t, "0123456789abcde\n")
 	missing := filepath.Join(t.TempDir(), "nope")
 	ok := []string{"--prefix", pA, "--prefix", pB, "--secret-file", secret}
 	with := func(extra ...string) []string { return append(append([]string{"hba"}, ok...), extra...) }
@@ -64,6 +65,8 @@ func TestHBABadInput(t *testing.T) {
 			`shim6gw: hba: cannot read secret file "` + filepath.Dir(missing) + `": is a directory`},
 		{"empty secret file", []string{"hba", "--prefix", pA, "--prefix", pB, "--secret-file", empty},
 			`shim6gw: hba: secret file "` + empty + `" is empty`},
+		{"short secret file", []string{"hba", "--prefix", pA, "--prefix", pB, "--secret-file", short},
+			`shim6gw: hba: secret file "` + short + `" holds 15 bytes, need at least 16`},
 		{"count 0", with("--count", "0"), "shim6gw: hba: host count 0 is not in 1..1048576"},
 		{"count negative", with("--count", "-1"), "shim6gw: hba: host count -1 is not in 1..1048576"},
 		{"count not a number", with("--count", "many"), `shim6gw: hba: invalid value "many" for flag -count: parse error`},
