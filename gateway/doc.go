@@ -7,8 +7,10 @@
 //
 // The protocol engine (package shim6), the data plane (rewrite, tunnel) and
 // the HBA book (hba) plug in through small interfaces: ControlStatsSource,
-// DataplaneStatsSource, ContextLister, HealthSource. The control loop that
-// drives the engine owns them; nothing here reads packets.
+// DataplaneStatsSource, ContextLister, HealthSource. Controller
+// (control.go, control_loop.go) is the control loop that owns the engine
+// and implements them; Dataplane (dataplane.go) is the tunnel pipelines'
+// per-packet Processor over rewrite; Capture (capture.go) is --capture.
 //
 // Policy routing (design.md §3), with P = rules.priority_base, T =
 // rules.table_base and uplinks numbered i = 0, 1, …:

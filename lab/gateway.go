@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/shim6gw/shim6gw/gateway"
+	"github.com/shim6gw/shim6gw/hba"
 )
 
 // LabTimers are the protocol timers the lab gives the daemon: fast REAP
@@ -27,6 +31,9 @@ import (
 //
 //	send_timeout 3s            RFC 5534 §4.1 default 15 s: an outage is
 //	                           noticed after 3 s of sending unanswered
+//	                           (`shim6gw lab --send-timeout 1s` goes down to
+//	                           the least the config and the Keepalive Timeout
+//	                           option, whole seconds, accept)
 //	keepalive_timeout 3s       = send_timeout: the peer's Send Timeout becomes
 //	                           our Keepalive Timeout (RFC 5534 §5.3), with
 //	                           keepalives at 1/2–1/3 of it (§4.1)
@@ -73,17 +80,21 @@ func GatewayConfig(s Site, secretFile string) []byte {
 	return []byte(b.String())
 }
 
-// WriteGatewayConfig writes site s's configuration and a fresh random HBA
-// secret into dir and returns the configuration's path.
+// WriteGatewayConfig writes site s's configuration into dir and returns
+// its path. It writes a fresh random HBA secret unless dir already holds
+// one for s (SiteBook wrote it before Up, so that the hosts' addresses
+// come from the book the daemon derives).
 func WriteGatewayConfig(dir string, s Site) (string, error) {
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		return "", fmt.Errorf("lab: secret: %w", err)
-	}
 	name := fmt.Sprintf("gw%d", s.Index)
 	sec := name + "-secret"
-	if err := os.WriteFile(filepath.Join(dir, sec), []byte(hex.EncodeToString(secret)+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("lab: %w", err)
+	if b, err := os.ReadFile(filepath.Join(dir, sec)); err != nil || len(hba.TrimSecret(b)) < gateway.MinSecretLen {
+		secret := make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return "", fmt.Errorf("lab: secret: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, sec), []byte(hex.EncodeToString(secret)+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("lab: %w", err)
+		}
 	}
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, GatewayConfig(s, sec), 0o644); err != nil {
@@ -282,4 +293,100 @@ func (l *Lab) AdminGet(ctx context.Context, gw Node, path string) ([]byte, error
 		return body, fmt.Errorf("lab: admin %s%s: %s", gw, path, resp.Status)
 	}
 	return body, nil
+}
+
+// SiteBook writes site s's gateway configuration and secret into dir (as
+// Up will, keeping the secret) and derives the HBA address book exactly as
+// the daemon does from that file (gateway.LoadConfig, the LAN /64s in
+// uplink order, P_A first): the hosts' addresses must come from it.
+func SiteBook(dir string, s Site) (*hba.Book, error) {
+	path, err := WriteGatewayConfig(dir, s)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := gateway.LoadConfig(path)
+	if err != nil {
+		return nil, fmt.Errorf("lab: generated config: %w", err)
+	}
+	b, err := hba.NewBook(cfg.HBA.Secret, cfg.LANPrefixes(), cfg.HBA.Hosts, hba.WithSec(uint8(cfg.HBA.Sec)))
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	return b, nil
+}
+
+// BookHostAddrs returns the addresses of the given book entries for
+// Options.H1Addrs/H2Addrs: per entry its ULID (under P_A), then its
+// locators under the other prefixes. The first is entries[0]'s ULID.
+func BookHostAddrs(b *hba.Book, entries ...int) []netip.Addr {
+	var out []netip.Addr
+	for _, i := range entries {
+		out = append(out, b.Entry(i).Addresses...)
+	}
+	return out
+}
+
+// GatewayReady polls /readyz of the gateway in namespace ns (a name
+// NS returned) until it answers 200, for ExecGateway's ready argument.
+// It is bounded by ctx and 30 s.
+func (l *Lab) GatewayReady(ctx context.Context, ns string) error {
+	n := Node(strings.TrimPrefix(ns, l.opts.Prefix+"-"))
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		_, err := l.AdminGet(ctx, n, "/readyz")
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lab: %s not ready: %w (last: %v)", ns, ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Contexts fetches gateway gw's shim6 contexts (/debug/contexts).
+func (l *Lab) Contexts(ctx context.Context, gw Node) ([]gateway.ContextInfo, error) {
+	tr := &http.Transport{DialContext: l.DialContext(gw), DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	cs, err := gateway.FetchContexts(ctx, c, "http://"+AdminListen)
+	if err != nil {
+		return nil, fmt.Errorf("lab: %s: %w", gw, err)
+	}
+	return cs, nil
+}
+
+// FindContext returns the context of ULID pair local–peer in cs.
+func FindContext(cs []gateway.ContextInfo, local, peer netip.Addr) (gateway.ContextInfo, bool) {
+	for _, c := range cs {
+		if c.LocalULID == local && c.PeerULID == peer {
+			return c, true
+		}
+	}
+	return gateway.ContextInfo{}, false
+}
+
+// FormatPair renders a context's current locator pair as the progress
+// line and the report show it.
+func FormatPair(c gateway.ContextInfo) string {
+	return fmt.Sprintf("%s <-> %s (%s)", c.LocalLocator, c.PeerLocator, c.State)
+}
+
+// ContextPair returns a ScenarioOptions.LocatorPair that reads the
+// current locator pair of context local–peer from gateway gw's
+// /debug/contexts ("no context" while there is none).
+func (l *Lab) ContextPair(gw Node, local, peer netip.Addr) func(ctx context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		cs, err := l.Contexts(ctx, gw)
+		if err != nil {
+			return "", err
+		}
+		c, ok := FindContext(cs, local, peer)
+		if !ok {
+			return "no context", nil
+		}
+		return FormatPair(c), nil
+	}
 }

@@ -26,7 +26,11 @@ type command struct {
 
 // commands lists the subcommands in the order help shows them.
 var commands = []command{
+	{"run", "run the gateway (TUN, policy routing, Shim6 control loop, admin listener)", runRun},
+	{"check", "check a configuration file and the interfaces it names", runCheck},
+	{"status", "print the Shim6 contexts of a running gateway", runStatus},
 	{"hba", "print the site's HBA address plan (ULID and locators per host)", runHBA},
+	{"lab", "build the two-site namespace lab, fail a provider and report (needs root)", runLab},
 	{"version", "print the version", runVersion},
 }
 

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/shim6gw/shim6gw/gateway"
+)
+
+const checkUsage = `usage: shim6gw check --config FILE
+
+Check a configuration without changing anything: decode and validate the
+file (every problem names its key and line), then check that the
+interfaces it names exist. Exit status 0 means run would accept it, 2 that
+it would not.
+
+flags:
+`
+
+// runCheck implements "shim6gw check".
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fset := flag.NewFlagSet("check", flag.ContinueOnError)
+	fset.SetOutput(io.Discard)
+	config := fset.String("config", "", "configuration file (YAML)")
+	if code, done := parseFlags(fset, args, checkUsage, stdout, stderr); done {
+		return code
+	}
+	if *config == "" {
+		return failf(stderr, exitUsage, "check: --config is required")
+	}
+	cfg, err := gateway.LoadConfig(*config)
+	if err == nil {
+		err = gateway.Check(cfg)
+	}
+	if err != nil {
+		return failf(stderr, gateway.ExitCode(err), "check: %s", oneLine(err))
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d uplinks, %d hosts, tun %s)\n", *config, len(cfg.Uplinks), cfg.HBA.Hosts, cfg.TUN.Name)
+	return exitOK
+}

@@ -1,0 +1,438 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shim6gw/shim6gw/lab"
+)
+
+const labUsage = `usage: shim6gw lab [--fail link|blackhole|none] [--fail-at D] [--duration D]
+                   [--json] [--capture DIR] [--keep] [--kernel] [--throughput D]
+                   [--send-timeout D] [--prefix P]
+       shim6gw lab --down
+
+Build the two-site lab in network namespaces (needs root; see package lab):
+site 1 (an unmodified host h1, gateway gw1 with two uplinks), ISP routers A
+and B of each site doing ingress filtering, an Internet core, site 2 (h2,
+gw2) and a legacy site without shim6. Both gateways run this binary's
+"run" command with generated configurations (lab timers: fast REAP values,
+see lab.LabTimers); the hosts get HBA addresses from each site's address
+book. Then run a TCP stream in each direction between h1 and h2, fail site
+1's ISP A at --fail-at, keep going until --duration and report.
+
+The exit status is 0 when both connections were established and survived.
+A new run first removes what a killed run left behind; Ctrl-C tears down.
+
+flags:
+`
+
+// labFlags are the parsed flags of "shim6gw lab".
+type labFlags struct {
+	fail       lab.FailMode
+	failAt     time.Duration
+	duration   time.Duration
+	json       bool
+	capture    string
+	keep       bool
+	kernel     bool
+	down       bool
+	prefix     string
+	throughput time.Duration
+	// sendTimeout, if set, replaces the lab's send_timeout and
+	// keepalive_timeout (lab.LabTimers).
+	sendTimeout time.Duration
+}
+
+// parseLabFlags parses args; help is true for -h.
+func parseLabFlags(args []string, stdout io.Writer) (f labFlags, help bool, err error) {
+	fset := flag.NewFlagSet("lab", flag.ContinueOnError)
+	fset.SetOutput(io.Discard)
+	fail := fset.String("fail", "link", "how site 1's ISP A fails: link (carrier loss), blackhole (silent drops) or none")
+	fset.DurationVar(&f.failAt, "fail-at", 3*time.Second, "when to fail, after the streams start")
+	fset.DurationVar(&f.duration, "duration", 10*time.Second, "how long the streams run in all")
+	fset.BoolVar(&f.json, "json", false, "print one JSON object instead of the human report")
+	fset.StringVar(&f.capture, "capture", "", "keep both gateways' shim6 control pcaps in this directory")
+	fset.BoolVar(&f.keep, "keep", false, "leave the lab up afterwards and print how to enter it")
+	fset.BoolVar(&f.kernel, "kernel", false, "plain kernel forwarding in the gateways instead of shim6gw (the baseline)")
+	fset.BoolVar(&f.down, "down", false, "only remove a lab left by --keep or a killed run, then exit")
+	fset.StringVar(&f.prefix, "prefix", lab.DefaultPrefix, "namespace name prefix (must start with s6lab)")
+	fset.DurationVar(&f.throughput, "throughput", 0, "also measure iperf3 throughput for this long: h1→legacy and h1→h2 after the failure, then the same in a kernel-forwarding lab")
+	fset.DurationVar(&f.sendTimeout, "send-timeout", 0, "REAP Send and Keepalive Timeout of both gateways, whole seconds ≥ 1s (default: the lab timers' 3s)")
+	if err := fset.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, labUsage)
+			fset.SetOutput(stdout)
+			fset.PrintDefaults()
+			return f, true, nil
+		}
+		return f, false, fmt.Errorf("lab: %w", err)
+	}
+	if fset.NArg() > 0 {
+		return f, false, fmt.Errorf("lab: unexpected argument %q", fset.Arg(0))
+	}
+	if f.fail, err = lab.ParseFailMode(*fail); err != nil {
+		return f, false, err
+	}
+	switch {
+	case f.failAt <= 0 || f.duration <= 0:
+		return f, false, errors.New("lab: --fail-at and --duration must be positive")
+	case f.failAt >= f.duration:
+		return f, false, fmt.Errorf("lab: --fail-at %v is not before --duration %v", f.failAt, f.duration)
+	case f.throughput < 0:
+		return f, false, errors.New("lab: --throughput must not be negative")
+	case f.sendTimeout != 0 && (f.sendTimeout < time.Second || f.sendTimeout%time.Second != 0):
+		// RFC 5534 §5.3: the Keepalive Timeout option carries seconds.
+		return f, false, fmt.Errorf("lab: --send-timeout %v is not a whole number of seconds ≥ 1s", f.sendTimeout)
+	case !strings.HasPrefix(f.prefix, lab.DefaultPrefix):
+		return f, false, fmt.Errorf("lab: --prefix %q does not start with %s", f.prefix, lab.DefaultPrefix)
+	}
+	return f, false, nil
+}
+
+// runLab implements "shim6gw lab".
+func runLab(args []string, stdout, stderr io.Writer) int {
+	f, help, err := parseLabFlags(args, stdout)
+	if help {
+		return exitOK
+	}
+	if err != nil {
+		return failf(stderr, exitUsage, "%v", err)
+	}
+	if os.Geteuid() != 0 {
+		return failf(stderr, exitFail, "lab: needs root to create network namespaces (try: sudo go run ./cmd/shim6gw lab)")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if f.down {
+		if err := lab.CleanupLeftovers(ctx, f.prefix); err != nil {
+			return failf(stderr, exitFail, "%v", err)
+		}
+		return exitOK
+	}
+	if f.sendTimeout > 0 {
+		setSendTimeout(f.sendTimeout)
+	}
+	r := &labRun{f: f, stdout: stdout, stderr: stderr}
+	return r.run(ctx)
+}
+
+// labRun is one "shim6gw lab" invocation.
+type labRun struct {
+	f              labFlags
+	stdout, stderr io.Writer
+	dir            string // generated configs, secrets, gateway log
+}
+
+// say prints a human line (nothing with --json).
+func (r *labRun) say(format string, args ...any) {
+	if !r.f.json {
+		fmt.Fprintf(r.stdout, format+"\n", args...)
+	}
+}
+
+// labResult is the --json object: the scenario report plus throughput.
+type labResult struct {
+	*lab.Report
+	Throughput []throughputJSON `json:"throughput,omitempty"`
+}
+
+type throughputJSON struct {
+	Mode        string  `json:"mode"`
+	Path        string  `json:"path"`
+	MbitPerSec  float64 `json:"mbit_per_s"`
+	Retransmits int     `json:"retransmits"`
+}
+
+func (r *labRun) run(ctx context.Context) int {
+	dir, err := os.MkdirTemp("", "shim6gw-lab-")
+	if err != nil {
+		return failf(r.stderr, exitFail, "lab: %v", err)
+	}
+	r.dir = dir
+	mode := lab.Daemon
+	if r.f.kernel {
+		mode = lab.KernelForwarding
+	}
+	l, gwLog, err := r.build(ctx, mode)
+	if gwLog != nil {
+		defer gwLog.Close()
+	}
+	keep := false
+	defer func() {
+		if l != nil && !keep {
+			r.say("tearing the lab down")
+			if err := l.Down(); err != nil {
+				fmt.Fprintf(r.stderr, "shim6gw: lab: down: %v\n", err)
+			}
+		}
+		if !keep {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	if ctx.Err() != nil {
+		return failf(r.stderr, exitFail, "lab: interrupted")
+	}
+	if err != nil {
+		return failf(r.stderr, exitFail, "%v%s", err, r.logHint(mode))
+	}
+	h1, h2 := l.HostAddrs(lab.H1)[0], l.HostAddrs(lab.H2)[0]
+	so := lab.ScenarioOptions{Fail: r.f.fail, ISP: lab.ISPA1, FailAt: r.f.failAt, Duration: r.f.duration}
+	if mode == lab.Daemon {
+		so.LocatorPair = l.ContextPair(lab.GW1, h1, h2)
+	}
+	r.say("streams h1 [%s] <-> h2 [%s], failure %s of %s at %v", h1, h2, r.f.fail, lab.ISPA1, r.f.failAt)
+	so.Progress = r.progress()
+	rep, err := l.RunScenario(ctx, so)
+	if !r.f.json {
+		fmt.Fprintln(r.stdout)
+	}
+	if ctx.Err() != nil {
+		return failf(r.stderr, exitFail, "lab: interrupted")
+	}
+	if err != nil {
+		return failf(r.stderr, exitFail, "%v", err)
+	}
+	res := labResult{Report: rep}
+	if !r.f.json {
+		_ = rep.WriteSummary(r.stdout)
+		if r.f.capture != "" {
+			r.say("  captures: %s (shim6 control messages, from each daemon), %s (everything with next header 140 on the uplinks)",
+				filepath.Join(r.f.capture, "gw{1,2}-control.pcap"), filepath.Join(r.f.capture, "gw{1,2}.pcapng"))
+		}
+	}
+	if r.f.throughput > 0 && rep.Established {
+		res.Throughput = r.throughputs(ctx, l, mode)
+		if mode == lab.Daemon && ctx.Err() == nil {
+			// The baseline: the same lab with plain kernel forwarding.
+			if err := l.Down(); err != nil {
+				fmt.Fprintf(r.stderr, "shim6gw: lab: down: %v\n", err)
+			}
+			r.say("building the kernel-forwarding baseline for throughput")
+			var kgwLog *os.File
+			l, kgwLog, err = r.build(ctx, lab.KernelForwarding)
+			if kgwLog != nil {
+				kgwLog.Close()
+			}
+			if err != nil {
+				return failf(r.stderr, exitFail, "%v", err)
+			}
+			res.Throughput = append(res.Throughput, r.throughputs(ctx, l, lab.KernelForwarding)...)
+		}
+	}
+	if r.f.json {
+		enc := json.NewEncoder(r.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return failf(r.stderr, exitFail, "lab: %v", err)
+		}
+	} else if len(res.Throughput) > 0 {
+		r.say("throughput (iperf3, %v each):", r.f.throughput)
+		for _, t := range res.Throughput {
+			r.say("  %-6s %-30s %8.1f Mbit/s (%d retransmits)", t.Mode, t.Path, t.MbitPerSec, t.Retransmits)
+		}
+	}
+	if r.f.keep && ctx.Err() == nil {
+		keep = true
+		r.printKeep(l, mode)
+	}
+	if ctx.Err() != nil {
+		return failf(r.stderr, exitFail, "lab: interrupted")
+	}
+	if !rep.Established || !rep.Survived {
+		return exitFail
+	}
+	return exitOK
+}
+
+// build creates and starts a lab in mode. In Daemon mode the hosts get
+// entry 0 of their site's HBA book and the gateways run this executable.
+func (r *labRun) build(ctx context.Context, mode lab.Mode) (*lab.Lab, *os.File, error) {
+	opts := lab.Options{Prefix: r.f.prefix, Mode: mode, Dir: r.dir, CaptureDir: r.f.capture,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if mode == lab.KernelForwarding && !r.f.kernel {
+		// The throughput baseline: keep the daemon lab's captures.
+		opts.CaptureDir = ""
+	}
+	var gwLog *os.File
+	var l *lab.Lab
+	if mode == lab.Daemon {
+		b1, err := lab.SiteBook(r.dir, lab.Site1)
+		if err != nil {
+			return nil, nil, err
+		}
+		b2, err := lab.SiteBook(r.dir, lab.Site2)
+		if err != nil {
+			return nil, nil, err
+		}
+		opts.H1Addrs, opts.H2Addrs = lab.BookHostAddrs(b1, 0), lab.BookHostAddrs(b2, 0)
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, nil, fmt.Errorf("lab: %w", err)
+		}
+		if gwLog, err = os.Create(filepath.Join(r.dir, "gateways.log")); err != nil {
+			return nil, nil, fmt.Errorf("lab: %w", err)
+		}
+		ready := func(ctx context.Context, ns string) error { return l.GatewayReady(ctx, ns) }
+		opts.StartGateway = lab.ExecGateway(gwLog, ready, exe, "run", "--config", "{config}")
+		if r.f.capture != "" {
+			opts.StartGateway = captureGateway(gwLog, ready, exe, r.f.capture)
+		}
+	}
+	l, err := lab.New(opts)
+	if err != nil {
+		return nil, gwLog, err
+	}
+	r.say("building the %s lab: namespaces %s-{%s}", mode, r.f.prefix, nodeList())
+	if mode == lab.Daemon {
+		r.say("  h1 %s (HBA entry 0 of site 1), h2 %s (entry 0 of site 2)", addrList(opts.H1Addrs), addrList(opts.H2Addrs))
+		r.say("  gateways: %s run --config %s/gw{1,2}.yaml", filepath.Base(os.Args[0]), r.dir)
+	}
+	start := time.Now()
+	if err := l.Up(ctx); err != nil {
+		return nil, gwLog, err
+	}
+	r.say("  up in %.1fs", time.Since(start).Seconds())
+	return l, gwLog, nil
+}
+
+// progress returns the live progress printer: one line rewritten in
+// place on a terminal, one line a second otherwise.
+func (r *labRun) progress() func(lab.Progress) {
+	if r.f.json {
+		return nil
+	}
+	tty := false
+	if f, ok := r.stdout.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	var last time.Duration = -time.Second
+	return func(p lab.Progress) {
+		if tty {
+			fmt.Fprintf(r.stdout, "\r\033[K%s", p)
+			return
+		}
+		if p.Elapsed-last >= time.Second {
+			last = p.Elapsed
+			fmt.Fprintln(r.stdout, p)
+		}
+	}
+}
+
+// throughputs measures h1→legacy and h1→h2 (through both gateways). In
+// Daemon mode without a failure both are forwarded unchanged through the
+// TUN (passthrough); after a failure of ISP A the h1–h2 context is shimmed
+// via P_B and the legacy flow is translated to h1's P_B locator.
+func (r *labRun) throughputs(ctx context.Context, l *lab.Lab, mode lab.Mode) []throughputJSON {
+	h1 := l.HostAddrs(lab.H1)[0]
+	legacy, h2 := "h1->legacy", "h1->h2"
+	if mode == lab.Daemon {
+		legacy, h2 = "h1->legacy (passthrough)", "h1->h2 (context, ULID pair)"
+		if r.f.fail != lab.FailNone {
+			legacy, h2 = "h1->legacy (fallback via P_B)", "h1->h2 (shimmed via P_B)"
+		}
+	}
+	var out []throughputJSON
+	for i, p := range []struct {
+		name string
+		to   lab.Node
+		dst  netip.Addr
+	}{
+		{legacy, lab.Legacy, lab.LegacyAddr},
+		{h2, lab.H2, l.HostAddrs(lab.H2)[0]},
+	} {
+		r.say("measuring %s %s for %v", mode, p.name, r.f.throughput)
+		t, err := l.Iperf3(ctx, lab.H1, h1, p.to, p.dst, uint16(5701+i), r.f.throughput)
+		if err != nil {
+			fmt.Fprintf(r.stderr, "shim6gw: lab: %v\n", err)
+			continue
+		}
+		out = append(out, throughputJSON{Mode: mode.String(), Path: p.name, MbitPerSec: t.BitsPerSecond / 1e6, Retransmits: t.Retransmits})
+	}
+	return out
+}
+
+// printKeep tells how to enter the lab left up.
+func (r *labRun) printKeep(l *lab.Lab, mode lab.Mode) {
+	w := r.stdout
+	if r.f.json {
+		w = r.stderr
+	}
+	fmt.Fprintf(w, "\nthe lab stays up (%s mode); enter a node with\n", mode)
+	fmt.Fprintf(w, "  sudo ip netns exec %s bash        # h1; likewise %s, %s, %s, ...\n",
+		l.NS(lab.H1), l.NS(lab.GW1), l.NS(lab.H2), l.NS(lab.Legacy))
+	fmt.Fprintf(w, "  sudo ip netns exec %s curl -s http://%s/debug/contexts\n", l.NS(lab.GW1), lab.AdminListen)
+	if mode == lab.Daemon {
+		fmt.Fprintf(w, "configs, secrets and the gateways' log: %s\n", r.dir)
+	}
+	fmt.Fprintf(w, "remove it with\n  sudo go run ./cmd/shim6gw lab --down --prefix %s\n", r.f.prefix)
+}
+
+// logHint points at the gateways' log after a failed daemon start.
+func (r *labRun) logHint(mode lab.Mode) string {
+	if mode != lab.Daemon {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(r.dir, "gateways.log"))
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return " (gateway log: " + lines[len(lines)-1] + ")"
+}
+
+func nodeList() string {
+	s := make([]string, len(lab.Nodes))
+	for i, n := range lab.Nodes {
+		s[i] = string(n)
+	}
+	return strings.Join(s, ",")
+}
+
+func addrList(as []netip.Addr) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, " ")
+}
+
+// setSendTimeout replaces send_timeout and keepalive_timeout in the lab
+// timers that the generated gateway configurations use (one lab per
+// process, so changing the package variable is safe here).
+func setSendTimeout(d time.Duration) {
+	timers := slices.Clone(lab.LabTimers)
+	for i, t := range timers {
+		if t.Key == "send_timeout" || t.Key == "keepalive_timeout" {
+			timers[i].Value = d.String()
+		}
+	}
+	lab.LabTimers = timers
+}
+
+// captureGateway starts the daemon with its own control-message capture
+// (`run --capture`), <dir>/gwN-control.pcap after the config's name; the
+// lab's dumpcap files <dir>/gwN.pcapng hold everything with next header
+// 140 on the wire, payload included.
+func captureGateway(log io.Writer, ready func(context.Context, string) error, exe, dir string) lab.StartGatewayFunc {
+	return func(ctx context.Context, ns, cfgPath string) (func() error, error) {
+		name := strings.TrimSuffix(filepath.Base(cfgPath), filepath.Ext(cfgPath)) + "-control.pcap"
+		start := lab.ExecGateway(log, ready, exe, "run", "--config", "{config}", "--capture", filepath.Join(dir, name))
+		return start(ctx, ns, cfgPath)
+	}
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/shim6gw/shim6gw/lab"
+)
+
+func TestParseLabFlags(t *testing.T) {
+	def := labFlags{fail: lab.FailLink, failAt: 3 * time.Second, duration: 10 * time.Second, prefix: "s6lab"}
+	tests := []struct {
+		name    string
+		args    []string
+		want    labFlags
+		wantErr string // substring; "" means no error
+	}{
+		{"defaults", nil, def, ""},
+		{"all", []string{"--fail", "blackhole", "--fail-at", "1s", "--duration", "4s", "--json", "--capture", "/tmp/c",
+			"--keep", "--kernel", "--prefix", "s6labx", "--throughput", "2s", "--send-timeout", "1s"},
+			labFlags{fail: lab.FailBlackhole, failAt: time.Second, duration: 4 * time.Second, json: true, capture: "/tmp/c",
+				keep: true, kernel: true, prefix: "s6labx", throughput: 2 * time.Second, sendTimeout: time.Second}, ""},
+		{"send timeout below 1s", []string{"--send-timeout", "500ms"}, labFlags{}, "whole number of seconds"},
+		{"send timeout fraction", []string{"--send-timeout", "1500ms"}, labFlags{}, "whole number of seconds"},
+		{"none", []string{"-fail=none"}, func() labFlags { f := def; f.fail = lab.FailNone; return f }(), ""},
+		{"down", []string{"--down"}, func() labFlags { f := def; f.down = true; return f }(), ""},
+		{"bad mode", []string{"--fail", "flap"}, labFlags{}, `unknown failure mode "flap"`},
+		{"fail-at after end", []string{"--fail-at", "10s"}, labFlags{}, "is not before --duration"},
+		{"zero duration", []string{"--duration", "0s"}, labFlags{}, "must be positive"},
+		{"negative throughput", []string{"--throughput", "-1s"}, labFlags{}, "must not be negative"},
+		{"foreign prefix", []string{"--prefix", "s6gw"}, labFlags{}, "does not start with s6lab"},
+		{"extra argument", []string{"now"}, labFlags{}, `unexpected argument "now"`},
+		{"unknown flag", []string{"--frob"}, labFlags{}, "flag provided but not defined"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, help, err := parseLabFlags(tc.args, &bytes.Buffer{})
+			if help {
+				t.Fatal("help = true")
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(labFlags{})); diff != "" {
+				t.Errorf("flags (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestLabUsage(t *testing.T) {
+	out, errs, status := runCmd(t, "lab", "-h")
+	if status != exitOK || errs != "" || !strings.Contains(out, "--fail link|blackhole") || !strings.Contains(out, "-fail-at") {
+		t.Fatalf("lab -h = %d, stdout %q, stderr %q", status, out, errs)
+	}
+	out, errs, status = runCmd(t, "lab", "--fail", "flap")
+	if status != exitUsage || out != "" || errs != "shim6gw: lab: unknown failure mode \"flap\" (want link, blackhole or none)\n" {
+		t.Fatalf("lab --fail flap = %d, stdout %q, stderr %q", status, out, errs)
+	}
+	if out, _, _ := runCmd(t, "help"); !strings.Contains(out, "  lab ") {
+		t.Errorf("help does not list lab:\n%s", out)
+	}
+}
+
+func TestLabNeedsRoot(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("skipping: running as root")
+	}
+	_, errs, status := runCmd(t, "lab", "--kernel")
+	if status != exitFail || !strings.Contains(errs, "needs root") {
+		t.Fatalf("lab as non-root = %d, stderr %q", status, errs)
+	}
+}
+
+// TestIntegrationLabCommand runs the built binary's "lab --json" in
+// daemon mode (the gateways are the binary's own "run") under its own
+// prefix, and checks the report and that nothing is left.
+func TestIntegrationLabCommand(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root to create network namespaces (CI runs as root)")
+	}
+	for _, tool := range []string{"ip", "nft", "sysctl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("skipping: %s not installed", tool)
+		}
+	}
+	bin := filepath.Join(t.TempDir(), "shim6gw")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v: %s", err, out)
+	}
+	if out, _ := exec.Command(bin, "help").Output(); !strings.Contains(string(out), "\n  run ") {
+		t.Skip("skipping: shim6gw has no run command yet")
+	}
+	const prefix = "s6labcmd"
+	t.Cleanup(func() {
+		_ = lab.CleanupLeftovers(context.Background(), prefix)
+		out, _ := exec.Command("ip", "netns", "list").Output()
+		if strings.Contains(string(out), prefix+"-") {
+			t.Errorf("namespaces left behind:\n%s", out)
+		}
+	})
+	capDir := ""
+	args := []string{"lab", "--json", "--prefix", prefix, "--fail-at", "2s", "--duration", "5s"}
+	if _, err := exec.LookPath("dumpcap"); err == nil {
+		capDir = t.TempDir()
+		args = append(args, "--capture", capDir)
+	}
+	c := exec.CommandContext(ctx, bin, args...)
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	err := c.Run()
+	t.Logf("stderr: %s", stderr.String())
+	if err != nil {
+		t.Fatalf("shim6gw lab: %v\nstdout: %s", err, stdout.String())
+	}
+	var rep struct {
+		Established bool   `json:"established"`
+		Survived    bool   `json:"survived"`
+		GapMS       *int64 `json:"gap_ms"`
+		FailMode    string `json:"fail_mode"`
+		PairBefore  string `json:"pair_before"`
+		PairAfter   string `json:"pair_after"`
+		Bytes       int64  `json:"bytes"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not one JSON object: %v\n%s", err, stdout.String())
+	}
+	t.Logf("gap %d ms, %s -> %s", *rep.GapMS, rep.PairBefore, rep.PairAfter)
+	if !rep.Established || !rep.Survived || rep.GapMS == nil || rep.FailMode != "link" || rep.Bytes <= 0 {
+		t.Errorf("report %+v", rep)
+	}
+	// ISP A of site 1 is down at the end: the pair must use its P_B
+	// locator. (Before, it is normally the ULID pair under P_A, but a
+	// heavily loaded machine may have seen a REAP exploration already.)
+	if !strings.HasPrefix(rep.PairBefore, "2001:db8:") || !strings.HasPrefix(rep.PairAfter, "2001:db8:b1:1:") {
+		t.Errorf("pair before %q, after %q: want a locator pair, then one with site 1's P_B locator", rep.PairBefore, rep.PairAfter)
+	}
+	for _, gw := range []string{"gw1", "gw2"} {
+		if capDir == "" {
+			break
+		}
+		for _, f := range []string{gw + ".pcapng", gw + "-control.pcap"} {
+			if fi, err := os.Stat(filepath.Join(capDir, f)); err != nil || fi.Size() <= 24 {
+				t.Errorf("capture %s: %v", f, err)
+			}
+		}
+	}
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	if strings.Contains(string(out), prefix+"-") {
+		t.Errorf("lab left namespaces behind:\n%s", out)
+	}
+}
+
+func TestSetSendTimeout(t *testing.T) {
+	saved := lab.LabTimers
+	before := slices.Clone(saved)
+	t.Cleanup(func() { lab.LabTimers = saved })
+	setSendTimeout(time.Second)
+	got := map[string]string{}
+	for _, tm := range lab.LabTimers {
+		got[tm.Key] = tm.Value
+	}
+	if got["send_timeout"] != "1s" || got["keepalive_timeout"] != "1s" || got["i1_timeout"] != "500ms" {
+		t.Errorf("timers after setSendTimeout(1s): %v", got)
+	}
+	if !slices.Equal(saved, before) {
+		t.Errorf("the package's LabTimers were changed in place: %v", saved)
+	}
+	cfg := string(lab.GatewayConfig(lab.Site1, "s"))
+	if !strings.Contains(cfg, "  send_timeout: 1s\n") || !strings.Contains(cfg, "  keepalive_timeout: 1s\n") {
+		t.Errorf("generated config does not use the new timers:\n%s", cfg)
+	}
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/shim6gw/shim6gw/gateway"
+	"github.com/shim6gw/shim6gw/tunnel"
+)
+
+const runUsage = `usage: shim6gw run --config FILE [--capture FILE] [--log-format json|text]
+
+Run the gateway: open the TUN device, install the policy routing, start
+the uplink monitor, the admin listener and the Shim6 control loop, and
+serve until SIGINT or SIGTERM, which remove everything the gateway added.
+SIGHUP reloads the configuration. Exit status 2 means the configuration
+(or the system it names) was rejected and nothing was changed.
+
+flags:
+`
+
+// runRun implements "shim6gw run".
+func runRun(args []string, stdout, stderr io.Writer) int {
+	fset := flag.NewFlagSet("run", flag.ContinueOnError)
+	fset.SetOutput(io.Discard)
+	config := fset.String("config", "", "configuration file (YAML)")
+	capture := fset.String("capture", "", "write every Shim6 control message sent or received to this pcap file")
+	logFormat := fset.String("log-format", "", "log format, text or json (default: log.format of the configuration)")
+	if code, done := parseFlags(fset, args, runUsage, stdout, stderr); done {
+		return code
+	}
+	if *config == "" {
+		return failf(stderr, exitUsage, "run: --config is required")
+	}
+	cfg, err := gateway.LoadConfig(*config)
+	if err != nil {
+		return failf(stderr, gateway.ExitCode(err), "run: %s", oneLine(err))
+	}
+	format := cfg.Log.Format
+	if *logFormat != "" {
+		format = *logFormat
+	}
+	log, level, err := gateway.NewLogger(stderr, format, cfg.Log.Level)
+	if err != nil {
+		return failf(stderr, exitUsage, "run: %v", err)
+	}
+	var capt *gateway.Capture
+	if *capture != "" {
+		if capt, err = gateway.OpenCapture(*capture); err != nil {
+			return failf(stderr, exitFail, "run: %v", err)
+		}
+		defer capt.Close()
+	}
+	ops, err := gateway.NewNetlinkOps(nil)
+	if err != nil {
+		return failf(stderr, exitFail, "run: %v", err)
+	}
+	defer ops.Close()
+	icmpSrc := globalAddr(cfg.LAN.Interface)
+	if !icmpSrc.IsValid() {
+		log.Warn("no global ipv6 address on the lan interface: packet too big messages disabled", "interface", cfg.LAN.Interface)
+	}
+	ctrl := gateway.NewController(gateway.ControllerOptions{Capture: capt, ICMPSource: icmpSrc})
+	err = gateway.RunDaemon(context.Background(), gateway.DaemonOptions{
+		ConfigPath: *config, Config: cfg, Ops: ops, Version: version,
+		Log: log, LogLevel: level, Hooks: ctrl.Hooks(openTUN),
+	})
+	if cerr := capt.Err(); cerr != nil {
+		log.Warn("capture stopped", "err", cerr)
+	}
+	if err != nil {
+		return failf(stderr, gateway.ExitCode(err), "run: %s", oneLine(err))
+	}
+	return exitOK
+}
+
+// openTUN opens the TUN device with the configured backend: wireguard
+// (offloads, one queue) or water (plain, one Device per queue).
+func openTUN(c gateway.TUNConfig) ([]tunnel.Device, error) {
+	switch c.Backend {
+	case "water":
+		ws, err := tunnel.OpenWater(c.Name, c.Queues > 1, max(c.Queues, 1))
+		if err != nil {
+			return nil, err
+		}
+		devs := make([]tunnel.Device, len(ws))
+		for i, w := range ws {
+			devs[i] = w
+		}
+		return devs, nil
+	case "wireguard", "":
+		w, err := tunnel.OpenWireGuard(c.Name, c.MTU)
+		if err != nil {
+			return nil, err
+		}
+		return []tunnel.Device{w}, nil
+	}
+	return nil, fmt.Errorf("unknown tun backend %q", c.Backend)
+}
+
+// globalAddr returns a global unicast IPv6 address of the interface, the
+// source of the gateway's ICMPv6 Packet Too Big messages to LAN hosts;
+// invalid if it has none.
+func globalAddr(ifname string) netip.Addr {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return netip.Addr{}
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			if ip := p.Addr(); ip.Is6() && !ip.Is4In6() && ip.IsGlobalUnicast() {
+				return ip
+			}
+		}
+	}
+	return netip.Addr{}
+}
+
+// parseFlags parses args, printing usage and flags for -h. done reports
+// that the command should return code now.
+func parseFlags(fset *flag.FlagSet, args []string, usage string, stdout, stderr io.Writer) (code int, done bool) {
+	err := fset.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		fset.SetOutput(stdout)
+		fset.PrintDefaults()
+		return exitOK, true
+	case err != nil:
+		return failf(stderr, exitUsage, "%s: %v", fset.Name(), err), true
+	case fset.NArg() > 0:
+		return failf(stderr, exitUsage, "%s: unexpected argument %q", fset.Name(), fset.Arg(0)), true
+	}
+	return 0, false
+}
+
+// oneLine joins the lines of a (possibly joined) error, so that a command
+// reports it on the one stderr line main.go promises.
+func oneLine(err error) string {
+	return strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+}

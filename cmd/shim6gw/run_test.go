@@ -1,0 +1,48 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The daemon itself needs root and a TUN device (gateway and lab tests
+// cover it); these check the command line in front of it.
+func TestRunCommandLine(t *testing.T) {
+	bad := writeCheckConfig(t, strings.Replace(checkConfig, "  hosts: 4", "  hosts: 0", 1))
+	tests := []struct {
+		name   string
+		args   []string
+		status int
+		want   string // stderr prefix
+	}{
+		{"no config", []string{"run"}, 2, "shim6gw: run: --config is required\n"},
+		{"bad flag", []string{"run", "--frob"}, 2, "shim6gw: run: flag provided but not defined: -frob\n"},
+		{"bad config", []string{"run", "--config", bad}, 2, "shim6gw: run: config: line 14: hba.hosts"},
+		{"missing file", []string{"run", "--config", filepath.Join(t.TempDir(), "none.yaml")}, 0, "shim6gw: run: "},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errs, status := runCmd(t, tc.args...)
+			if tc.status != 0 && status != tc.status || status == 0 || out != "" {
+				t.Fatalf("status %d, stdout %q, stderr %q", status, out, errs)
+			}
+			if !strings.HasPrefix(errs, tc.want) || strings.Count(errs, "\n") != 1 {
+				t.Errorf("stderr %q, want one line starting %q", errs, tc.want)
+			}
+		})
+	}
+	if out, _, status := runCmd(t, "run", "-h"); status != 0 || !strings.Contains(out, "-capture") || !strings.Contains(out, "-log-format") {
+		t.Errorf("run -h: %d %q", status, out)
+	}
+}
+
+func TestGlobalAddr(t *testing.T) {
+	if a := globalAddr("shim6gw-no-such-if"); a.IsValid() {
+		t.Errorf("missing interface gave %v", a)
+	}
+	// Loopback has ::1 at most, which is not global.
+	if a := globalAddr("lo"); a.IsValid() {
+		t.Errorf("lo gave %v", a)
+	}
+}
