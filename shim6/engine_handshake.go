@@ -136,14 +136,8 @@ func (e *Engine) onR1(src, dst netip.Addr, m Message) {
 		e.stats.Drops[DropNoContext]++
 		return
 	}
-	o, _, ok := m.Option(OptResponderValidator)
+	v, ok := e.peerValidator(m)
 	if !ok {
-		e.stats.Drops[DropMalformed]++
-		return
-	}
-	v, _ := o.ResponderValidator()
-	if len(v) > maxPeerValidator {
-		e.stats.Drops[DropBadValidatorLen]++
 		return
 	}
 	c.hs.validator = append(c.hs.validator[:0], v...)
@@ -554,14 +548,8 @@ func (e *Engine) onR1bis(src, dst netip.Addr, m Message) {
 		e.stats.Drops[DropNoContext]++
 		return
 	}
-	o, _, ok := m.Option(OptResponderValidator)
+	v, ok := e.peerValidator(m)
 	if !ok {
-		e.stats.Drops[DropMalformed]++
-		return
-	}
-	v, _ := o.ResponderValidator()
-	if len(v) > maxPeerValidator {
-		e.stats.Drops[DropBadValidatorLen]++
 		return
 	}
 	c.hs = &handshake{validator: append([]byte(nil), v...), rnonce: r.ResponderNonce(),
@@ -723,4 +711,21 @@ func quotedShim6(q []byte) (src, dst netip.Addr, shim []byte, ok bool) {
 		return netip.Addr{}, netip.Addr{}, q, true
 	}
 	return netip.Addr{}, netip.Addr{}, nil, false
+}
+
+// peerValidator returns the Responder Validator an R1 or R1bis carries, for
+// the I2 or I2bis to echo (RFC 5533 §7.11, §7.18), counting why it is not
+// usable.
+func (e *Engine) peerValidator(m Message) ([]byte, bool) {
+	o, _, ok := m.Option(OptResponderValidator)
+	if !ok {
+		e.stats.Drops[DropMalformed]++
+		return nil, false
+	}
+	v, _ := o.ResponderValidator()
+	if len(v) > maxPeerValidator {
+		e.stats.Drops[DropBadValidatorLen]++
+		return nil, false
+	}
+	return v, true
 }
