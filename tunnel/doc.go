@@ -22,7 +22,11 @@
 // into segments with complete checksums (SplitGSO) in spare buffers of the
 // batch, in order, so that the Processor can insert the Shim6 payload
 // header, which the kernel cannot segment behind (next header 140 has no
-// GSO handler); those go out as plain packets.
+// GSO handler); those go out as plain packets. On write, the offload
+// backend coalesces the plain TCP/IPv6 segments of one flow in a batch
+// (the ones a gateway just stripped of the payload header) into GSO
+// super-packets again (Coalescer, a userspace GRO), so the kernel and the
+// receiving host handle one packet instead of dozens.
 //
 // Buffers and headroom. Every caller reads at Offset: each buffer passed to
 // Read must have len ≥ Offset + the largest packet the device can return

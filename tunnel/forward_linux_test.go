@@ -270,6 +270,8 @@ type fwMode struct {
 	proc    func(gw int) tunnel.Processor
 	// shim runs the mode on the two-gateway topology (shimTopo).
 	shim bool
+	// noGRO turns the offload backend's write coalescing off.
+	noGRO bool
 }
 
 // benchNet is a topology the throughput test measures on: the client
@@ -334,6 +336,7 @@ func TestIntegrationForwardThroughput(t *testing.T) {
 		{name: "pass2-offload", backend: offloadBackend, proc: pass, shim: true},
 		{name: "shim-wireguard", backend: &backends[0], proc: shimProc, shim: true},
 		{name: "shim-offload", backend: offloadBackend, proc: shimProc, shim: true},
+		{name: "shim-offload-nogro", backend: offloadBackend, proc: shimProc, shim: true, noGRO: true},
 	}
 	if only := os.Getenv("SHIM6GW_BENCH_MODES"); only != "" {
 		var keep []fwMode
@@ -408,6 +411,11 @@ func measureMode(t *testing.T, n *benchNet, m fwMode, round, secs int) []fwResul
 	var fws []*forwarder
 	for i, g := range n.gws {
 		devs := openIn(t, g, *m.backend)
+		for _, d := range devs {
+			if o, ok := d.(*tunnel.Offload); ok && m.noGRO {
+				o.SetGRO(false)
+			}
+		}
 		fws = append(fws, startForwarder(t, nil, devs, func() tunnel.Processor { return m.proc(i) }))
 	}
 	if q := os.Getenv("SHIM6GW_BENCH_TXQLEN"); q != "" {

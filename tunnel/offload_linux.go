@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -34,6 +35,12 @@ type Offload struct {
 	rn     int
 	rerr   error
 	readFn func(fd uintptr) bool
+
+	// Write side: the coalescer and whether it is on. Pipeline.Inject may
+	// write concurrently with the pipeline's writer, so groMu guards gro.
+	groMu sync.Mutex
+	gro   Coalescer
+	groOn atomic.Bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -90,6 +97,7 @@ func OpenOffload(name string, mtu int) (*Offload, error) {
 		return nil, fmt.Errorf("tunnel: offload tun %q: %w", name, err)
 	}
 	d := &Offload{f: f, rc: rc, ctl: ctl, name: real}
+	d.groOn.Store(true)
 	d.readFn = func(fd uintptr) bool {
 		d.rn, d.rerr = unix.Read(int(fd), d.rbuf)
 		return true // never wait: a batch takes what is queued
@@ -128,14 +136,44 @@ func (d *Offload) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return count, nil
 }
 
-// Write implements Device: one write(2) per packet, each sent with the
-// VirtioHeaderLen bytes before it as its header. A packet the kernel
-// refuses does not stop the others; the first such error is returned.
+// SetGRO turns the coalescing of Write on (the default) or off.
+func (d *Offload) SetGRO(on bool) { d.groOn.Store(on) }
+
+// Write implements Device. Unless SetGRO(false), the plain TCP/IPv6
+// segments of one flow in bufs are first coalesced into super-packets in
+// place (Coalescer: a packet grows up to its buffer's capacity and its
+// virtio-net header is rewritten). Then one write(2) per packet sends it
+// with the VirtioHeaderLen bytes before it as its header. A packet the
+// kernel refuses does not stop the others; the first such error is
+// returned. The count is of the bytes written, merged ones included.
 func (d *Offload) Write(bufs [][]byte, offset int) (int, error) {
+	if offset < VirtioHeaderLen {
+		return 0, fmt.Errorf("%w: write offset %d", ErrBadConfig, offset)
+	}
+	if len(bufs) < 2 || !d.groOn.Load() {
+		return d.writeEach(bufs, nil, offset)
+	}
+	d.groMu.Lock()
+	defer d.groMu.Unlock()
+	// Never nil: the first packet of a batch is always written.
+	return d.writeEach(bufs, d.gro.Coalesce(bufs, offset), offset)
+}
+
+// writeEach writes bufs[i] for every i in idx, or every packet when idx
+// is nil.
+func (d *Offload) writeEach(bufs [][]byte, idx []int, offset int) (int, error) {
 	total := 0
 	var first error
-	for _, b := range bufs {
-		n, err := d.f.Write(b[offset-VirtioHeaderLen:])
+	n := len(bufs)
+	if idx != nil {
+		n = len(idx)
+	}
+	for k := range n {
+		b := bufs[k]
+		if idx != nil {
+			b = bufs[idx[k]]
+		}
+		w, err := d.f.Write(b[offset-VirtioHeaderLen:])
 		if err != nil {
 			if IsClosed(err) || errors.Is(err, unix.EBADFD) {
 				return total, errors.Join(ErrClosed, err)
@@ -145,7 +183,7 @@ func (d *Offload) Write(bufs [][]byte, offset int) (int, error) {
 			}
 			continue
 		}
-		total += n - VirtioHeaderLen
+		total += w - VirtioHeaderLen
 	}
 	return total, first
 }

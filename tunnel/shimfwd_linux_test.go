@@ -295,7 +295,9 @@ func TestIntegrationShimStream(t *testing.T) {
 					fws[i] = startForwarder(t, nil, openIn(t, g, *b), proc)
 				}
 				tp.divert(t)
+				tx0 := txStats(t, tp.g2, "g1")
 				streamSHA(t, tp.c, tp.s, size)
+				tx1 := txStats(t, tp.g2, "g1")
 				for i, fw := range fws {
 					if rx := fw.sum(func(s *tunnel.Stats) *atomic.Uint64 { return &s.RxBytes }); rx < size && i == 0 {
 						t.Errorf("gw1 forwarder read %d bytes, want ≥ %d", rx, size)
@@ -328,6 +330,13 @@ func TestIntegrationShimStream(t *testing.T) {
 				if b == offloadBackend {
 					if n := fws[0].sum(func(s *tunnel.Stats) *atomic.Uint64 { return &s.GSOSegments }); n == 0 {
 						t.Error("gw1 split no super-packet")
+					}
+					// gw2 coalesces the segments it stripped (Offload's
+					// userspace GRO): frames to the server exceed the MTU.
+					bytes, frames := tx1.Bytes-tx0.Bytes, tx1.Packets-tx0.Packets
+					t.Logf("gw2 sent %d bytes in %d frames to the server", bytes, frames)
+					if avg := bytes / max(frames, 1); avg <= 3000 {
+						t.Errorf("gw2 sent %d bytes in %d frames (avg %d): stripped segments were not coalesced", bytes, frames, avg)
 					}
 				}
 			})
