@@ -24,10 +24,10 @@ func TestIntegrationE2EFailover(t *testing.T) {
 		duration time.Duration
 	}{
 		{FailLink, 5 * time.Second},
-		// Detection takes the Send Timeout (3 s with LabTimers), then
+		// Detection takes the Send Timeout (300 ms with LabTimers), then
 		// TCP's backed-off retransmission timer decides when data flows
-		// again (the retransmission at 6.2 s after the loss).
-		{FailBlackhole, 11 * time.Second},
+		// again (the retransmission ~0.6 s after the loss).
+		{FailBlackhole, 6 * time.Second},
 	} {
 		t.Run(string(tc.mode), func(t *testing.T) {
 			e := upE2E(t)

@@ -29,14 +29,17 @@ import (
 // §14) so that a lost I1/I2 costs half a second, not four. They are the
 // values of deploy/examples/lab-gateway.yaml. Not for the Internet.
 //
-//	send_timeout 3s            RFC 5534 §4.1 default 15 s: an outage is
-//	                           noticed after 3 s of sending unanswered
-//	                           (`shim6gw lab --send-timeout 1s` goes down to
-//	                           the least the config and the Keepalive Timeout
-//	                           option, whole seconds, accept)
-//	keepalive_timeout 3s       = send_timeout: the peer's Send Timeout becomes
-//	                           our Keepalive Timeout (RFC 5534 §5.3), with
-//	                           keepalives at 1/2–1/3 of it (§4.1)
+//	send_timeout 300ms         RFC 5534 §4.1 default 15 s (§7 recommends
+//	                           ≥ 10 s): a blackhole is noticed after 300 ms
+//	                           of sending unanswered, so the failover (≤ 0.4 s
+//	                           after the loss) lands before TCP's second
+//	                           retransmission (~0.6 s; docs/benchmarks.md).
+//	                           `shim6gw lab --send-timeout D` overrides it
+//	keepalive_timeout 300ms    = send_timeout. The Keepalive Timeout option
+//	                           (RFC 5534 §5.3) carries whole seconds and says
+//	                           1 s; each gateway paces its keepalives by the
+//	                           shorter of that and its own keepalive_timeout
+//	                           (every 100 ms, §4.1: 1/3 of it)
 //	initial_probe_timeout 200ms, max_probe_timeout 2s  (RFC 5534 §7: 0.5 s, 60 s)
 //	i1/i2/i2bis/update_timeout 500ms, max_update_timeout 4s  (RFC 5533 §14: 4 s, 120 s)
 //	no_r1_holddown_time 5s, icmp_holddown_time 10s, idle_timeout 1m
@@ -46,8 +49,8 @@ var LabTimers = []struct{ Key, Value string }{
 	{"i2bis_timeout", "500ms"},
 	{"update_timeout", "500ms"},
 	{"max_update_timeout", "4s"},
-	{"send_timeout", "3s"},
-	{"keepalive_timeout", "3s"},
+	{"send_timeout", "300ms"},
+	{"keepalive_timeout", "300ms"},
 	{"initial_probe_timeout", "200ms"},
 	{"max_probe_timeout", "2s"},
 	{"no_r1_holddown_time", "5s"},

@@ -35,7 +35,7 @@ func TestGatewayConfigLoads(t *testing.T) {
 				t.Errorf("site %d uplink %d: %+v, want %+v", s.Index, i, g, u)
 			}
 		}
-		if c.Timers.SendTimeout != 3*time.Second || c.Timers.KeepaliveTimeout != 3*time.Second ||
+		if c.Timers.SendTimeout != 300*time.Millisecond || c.Timers.KeepaliveTimeout != 300*time.Millisecond ||
 			c.Timers.InitialProbeTimeout != 200*time.Millisecond || c.Timers.I1Timeout != 500*time.Millisecond {
 			t.Errorf("lab timers not applied: %+v", c.Timers)
 		}

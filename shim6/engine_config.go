@@ -40,6 +40,25 @@ type Timers struct {
 	SecretRotation time.Duration // 10 min
 }
 
+// MinSendTimeout is the least Send Timeout (and Keepalive Timeout) the
+// engine is meant for: below it a peer's Keepalives paced by the 1 s
+// option (KeepaliveOptionSeconds) arrive too late far too often.
+const MinSendTimeout = 100 * time.Millisecond
+
+// KeepaliveOptionSeconds is the value of the Keepalive Timeout option
+// (RFC 5534 §5.3) for our Send Timeout: whole seconds, rounded down so
+// the peer keeps alive at least as often as our Send timer needs, but at
+// least 1 (0 tells the peer nothing it can use). A sub-second Send Timeout is thus advertised as
+// 1 s: a peer that paces its Keepalives by the option alone (not
+// shim6gw, which paces by min(option, its own keepalive_timeout)) may
+// let our Send timer expire and start an exploration that finds the
+// current pair working; such needless explorations cost a few Probes,
+// not traffic. RFC 5534 §7 recommends Send Timeouts of at least 10 s.
+func (t Timers) KeepaliveOptionSeconds() uint16 {
+	s := t.SendTimeout / time.Second
+	return uint16(min(max(s, 1), 65535))
+}
+
 // DefaultTimers returns the RFC defaults.
 func DefaultTimers() Timers {
 	return Timers{

@@ -432,7 +432,7 @@ func (e *Engine) appendLocatorOptions(h *host) {
 		}
 	}
 	if e.t.SendTimeout != DefaultTimers().SendTimeout {
-		e.out.buf = AppendKeepaliveTimeout(e.out.buf, uint16(min(e.t.SendTimeout/time.Second, 65535)))
+		e.out.buf = AppendKeepaliveTimeout(e.out.buf, e.t.KeepaliveOptionSeconds())
 	}
 }
 

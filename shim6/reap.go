@@ -50,6 +50,9 @@ type exploration struct {
 	rcvd     [4]ProbeRecord // received since the last entry into Exploring, newest first
 	nrcvd    int
 	rtt      time.Duration
+	// sendStopped is when a Probe or Keepalive last stopped the Send
+	// timer: a sent stamp polled later but older than that was covered.
+	sendStopped nanotime
 }
 
 const maxRecords = 4
@@ -223,11 +226,20 @@ func (e *Engine) payloadIn(c *context, r nanotime) {
 }
 
 // payloadOut applies "payload sent": start the Send timer if stopped.
+// The data plane's stamps are polled, so a packet sent before a Probe or
+// Keepalive stopped the timer (RFC 5534 §6.7, §6.9) may be seen after it:
+// in event order that packet started the timer and the message stopped
+// it, so it must not start it now. Otherwise a segment a host sent on
+// the old pair just before a failover makes both sides explore again one
+// Send Timeout later (reap_failover_test.go).
 func (e *Engine) payloadOut(c *context, s nanotime) {
 	if s <= c.lastSent {
 		return
 	}
 	c.lastSent = s
+	if c.ex != nil && s <= c.ex.sendStopped {
+		return
+	}
 	if c.reap != StaExploring && c.sendStart == 0 && s > c.lastRecv {
 		c.sendStart = s
 	}
@@ -281,12 +293,23 @@ func (e *Engine) kaDue(c *context) nanotime {
 	if c.reap != StaOperational || c.kaStart == 0 || c.kaStart <= c.lastSent {
 		return 0
 	}
-	kat := c.keepaliveTimeout(&e.t)
+	kat := e.kaPacing(c)
 	expiry := c.lastRecvPayload + nanotime(kat)
 	if c.lastKA >= expiry {
 		return 0
 	}
 	return min(max(c.lastKA, c.kaStart)+nanotime(kat/3), expiry)
+}
+
+// kaPacing is the Keepalive Timeout our Keepalives are paced by: the
+// peer's advertised one (RFC 5534 §5.3, §7), but no longer than our own
+// KeepaliveTimeout. The option carries whole seconds, so a peer with a
+// sub-second Send Timeout advertises 1 s (Timers.KeepaliveOptionSeconds);
+// two gateways configured alike keep each other's Send timers quiet only
+// if each paces by its own shorter value. Sending Keepalives sooner than
+// the Keepalive Interval is allowed (§4.1 item 5).
+func (e *Engine) kaPacing(c *context) time.Duration {
+	return min(c.keepaliveTimeout(&e.t), e.t.KeepaliveTimeout)
 }
 
 // establishedTimers runs the due timers of an ESTABLISHED context.
@@ -355,8 +378,9 @@ type cand struct {
 
 // candidates orders the usable locator pairs for probing (RFC 5534 §4.3):
 // uplinks that are down and peer locators marked BROKEN are left out;
-// pairs on paths known to work come first, then by peer priority, paths
-// known broken and the current pair last.
+// pairs on paths known to work come first, then pairs disjoint from the
+// current pair, then by peer priority; paths known broken and the current
+// pair last.
 func (e *Engine) candidates(c *context) []cand {
 	out := e.cands[:0]
 	for li := range c.host.locs {
@@ -379,6 +403,15 @@ func (e *Engine) candidates(c *context) []cand {
 			}
 			if l == c.lp && p == c.pp {
 				s += 100
+			}
+			// A pair sharing no locator with the current one goes first:
+			// it works whenever one provider of either site failed, which
+			// silence (a blackhole) cannot tell apart.
+			if l == c.lp {
+				s += 40
+			}
+			if p == c.pp {
+				s += 40
 			}
 			if pi < len(c.peer.prefs) {
 				s += int(c.peer.prefs[pi].Priority)
@@ -447,13 +480,23 @@ func (e *Engine) onKeepalive(src, dst netip.Addr, m Message) {
 	}
 	switch c.reap {
 	case StaOperational, StaInboundOk:
-		c.sendStart = 0
+		e.stopSend(c)
 	case StaExploring:
 		c.reap = StaInboundOk
 		c.sendStart = nt(e.now)
 		e.sendProbe(c, StaInboundOk, dst, src)
 	}
 	e.reschedule(c)
+}
+
+// stopSend stops the Send timer on a Keepalive or Probe and notes when,
+// if the context keeps exploration state (it does for probeLinger after
+// an exploration, when the race payloadOut guards against happens).
+func (e *Engine) stopSend(c *context) {
+	c.sendStart = 0
+	if c.ex != nil {
+		c.ex.sendStopped = nt(e.now)
+	}
 }
 
 // contextFor finds the context of a control message carrying our tag
@@ -537,7 +580,7 @@ func (e *Engine) onProbe(src, dst netip.Addr, m Message) {
 		if nl.IsValid() {
 			e.switchPair(c, nl, np)
 		}
-		c.sendStart = 0
+		e.stopSend(c)
 		wasOp := c.reap == StaOperational
 		c.reap = StaOperational
 		// RFC 5534 §6.9: START Keepalive (if not running). The peer

@@ -454,3 +454,30 @@ func TestDrainUplink(t *testing.T) {
 		t.Errorf("%d packets lost while draining a working uplink", net.dataLost)
 	}
 }
+
+func TestSimSubSecondSendTimeoutOption(t *testing.T) {
+	// A Send Timeout under a second still promises the peer a whole
+	// second, never 0 (RFC 5534 §5.3: the option carries seconds).
+	sa, sb := newSite("a", 1), newSite("b", 1)
+	v := &fakeVerifier{sets: map[netip.Addr][]netip.Addr{}}
+	sa.register(v)
+	sb.register(v)
+	net := newSimNet(t, 31)
+	a := net.addNode("A", simConfig(sa, v, 1, Timers{SendTimeout: 500 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond}))
+	net.addNode("B", simConfig(sb, v, 2, Timers{}))
+	a.apply(a.e.Initiate(net.now, sa.hosts[0].ULID, sb.hosts[0].ULID))
+	net.runFor(time.Second)
+	var i2 Message
+	for _, l := range net.log {
+		if l.typ == TypeI2 {
+			i2, _ = ParseMessage(l.msg)
+		}
+	}
+	o, _, ok := i2.Option(OptKeepaliveTimeout)
+	if !ok {
+		t.Fatal("I2 without a Keepalive Timeout option")
+	}
+	if s, ok := o.KeepaliveTimeout(); !ok || s != 1 {
+		t.Fatalf("I2 Keepalive Timeout option = %d, %v; want 1", s, ok)
+	}
+}

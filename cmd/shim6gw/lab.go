@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/shim6gw/shim6gw/lab"
+	"github.com/shim6gw/shim6gw/shim6"
 )
 
 const labUsage = `usage: shim6gw lab [--fail link|blackhole|none] [--fail-at D] [--duration D]
@@ -71,7 +72,7 @@ func parseLabFlags(args []string, stdout io.Writer) (f labFlags, help bool, err 
 	fset.BoolVar(&f.down, "down", false, "only remove a lab left by --keep or a killed run, then exit")
 	fset.StringVar(&f.prefix, "prefix", lab.DefaultPrefix, "namespace name prefix (must start with s6lab)")
 	fset.DurationVar(&f.throughput, "throughput", 0, "also measure iperf3 throughput for this long: h1→legacy and h1→h2 after the failure, then the same in a kernel-forwarding lab")
-	fset.DurationVar(&f.sendTimeout, "send-timeout", 0, "REAP Send and Keepalive Timeout of both gateways, whole seconds ≥ 1s (default: the lab timers' 3s)")
+	fset.DurationVar(&f.sendTimeout, "send-timeout", 0, "REAP Send and Keepalive Timeout of both gateways, 100ms..65535s (default: the lab timers' 300ms)")
 	if err := fset.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, labUsage)
@@ -94,9 +95,9 @@ func parseLabFlags(args []string, stdout io.Writer) (f labFlags, help bool, err 
 		return f, false, fmt.Errorf("lab: --fail-at %v is not before --duration %v", f.failAt, f.duration)
 	case f.throughput < 0:
 		return f, false, errors.New("lab: --throughput must not be negative")
-	case f.sendTimeout != 0 && (f.sendTimeout < time.Second || f.sendTimeout%time.Second != 0):
-		// RFC 5534 §5.3: the Keepalive Timeout option carries seconds.
-		return f, false, fmt.Errorf("lab: --send-timeout %v is not a whole number of seconds ≥ 1s", f.sendTimeout)
+	case f.sendTimeout != 0 && (f.sendTimeout < shim6.MinSendTimeout || f.sendTimeout > 65535*time.Second):
+		// The gateway's config accepts the same range (gateway/configdecode.go).
+		return f, false, fmt.Errorf("lab: --send-timeout %v is not in %v..65535s", f.sendTimeout, shim6.MinSendTimeout)
 	case !strings.HasPrefix(f.prefix, lab.DefaultPrefix):
 		return f, false, fmt.Errorf("lab: --prefix %q does not start with %s", f.prefix, lab.DefaultPrefix)
 	}
@@ -230,6 +231,7 @@ func (r *labRun) run(ctx context.Context) int {
 			if err != nil {
 				return failf(r.stderr, exitFail, "%v", err)
 			}
+			mode = lab.KernelForwarding // the lab --keep leaves up
 			res.Throughput = append(res.Throughput, r.throughputs(ctx, l, lab.KernelForwarding)...)
 		}
 	}
@@ -376,8 +378,12 @@ func (r *labRun) printKeep(l *lab.Lab, mode lab.Mode) {
 	fmt.Fprintf(w, "\nthe lab stays up (%s mode); enter a node with\n", mode)
 	fmt.Fprintf(w, "  sudo ip netns exec %s bash        # h1; likewise %s, %s, %s, ...\n",
 		l.NS(lab.H1), l.NS(lab.GW1), l.NS(lab.H2), l.NS(lab.Legacy))
-	fmt.Fprintf(w, "  sudo ip netns exec %s curl -s http://%s/debug/contexts\n", l.NS(lab.GW1), lab.AdminListen)
 	if mode == lab.Daemon {
+		fmt.Fprintf(w, "  sudo ip netns exec %s curl -s http://%s/debug/contexts\n", l.NS(lab.GW1), lab.AdminListen)
+	}
+	// After --throughput the kernel baseline is up, but the daemon lab's
+	// files stay.
+	if _, err := os.Stat(filepath.Join(r.dir, "gateways.log")); err == nil {
 		fmt.Fprintf(w, "configs, secrets and the gateways' log: %s\n", r.dir)
 	}
 	fmt.Fprintf(w, "remove it with\n  sudo go run ./cmd/shim6gw lab --down --prefix %s\n", r.f.prefix)
