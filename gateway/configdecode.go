@@ -49,7 +49,7 @@ func ParseConfig(b []byte, dir, name string) (*Config, error) {
 func defaultConfig() *Config {
 	return &Config{
 		HBA:    HBAConfig{Hosts: DefaultHBAHosts},
-		TUN:    TUNConfig{Name: DefaultTUNName, Backend: DefaultTUNBackend, Queues: 1, MTU: DefaultTUNMTU},
+		TUN:    TUNConfig{Name: DefaultTUNName, Backend: DefaultTUNBackend, Queues: 1, MTU: DefaultTUNMTU, TxQueueLen: DefaultTxQueueLen},
 		Admin:  AdminConfig{Listen: DefaultAdminListen},
 		Timers: DefaultTimers(),
 		Policy: DefaultPolicy(),
@@ -266,10 +266,11 @@ func (d *decoder) decode(b []byte) {
 		},
 		"tun": func(key string, v *yaml.Node) {
 			d.mapping(v, key, map[string]fieldFunc{
-				"name":    d.str(&c.TUN.Name),
-				"backend": d.str(&c.TUN.Backend),
-				"queues":  d.integer(&c.TUN.Queues),
-				"mtu":     d.integer(&c.TUN.MTU),
+				"name":       d.str(&c.TUN.Name),
+				"backend":    d.str(&c.TUN.Backend),
+				"queues":     d.integer(&c.TUN.Queues),
+				"mtu":        d.integer(&c.TUN.MTU),
+				"txqueuelen": d.integer(&c.TUN.TxQueueLen),
 			})
 		},
 		"admin": func(key string, v *yaml.Node) {
@@ -278,7 +279,7 @@ func (d *decoder) decode(b []byte) {
 		"timers": func(key string, v *yaml.Node) { d.mapping(v, key, d.timerFields(&c.Timers)) },
 		"policy": func(key string, v *yaml.Node) {
 			d.mapping(v, key, map[string]fieldFunc{
-				"initiate_after_packets": d.integer(&c.Policy.InitiateAfterPackets),
+				"initiate_after_notices": d.integer(&c.Policy.InitiateAfterNotices),
 				"initiate_after":         d.duration(&c.Policy.InitiateAfter),
 				"window":                 d.duration(&c.Policy.Window),
 				"max_pending":            d.integer(&c.Policy.MaxPending),
@@ -387,9 +388,12 @@ func (d *decoder) validate() {
 		d.bad("tun.name", "bad interface name %q", c.TUN.Name)
 	}
 	switch c.TUN.Backend {
-	case "wireguard", "water":
+	case "offload", "wireguard", "water":
 	default:
-		d.bad("tun.backend", "unknown backend %q (want wireguard or water)", c.TUN.Backend)
+		d.bad("tun.backend", "unknown backend %q (want offload, wireguard or water)", c.TUN.Backend)
+	}
+	if c.TUN.TxQueueLen < 1 || c.TUN.TxQueueLen > MaxTxQueueLen {
+		d.bad("tun.txqueuelen", "%d is not in 1..%d", c.TUN.TxQueueLen, MaxTxQueueLen)
 	}
 	if c.TUN.Queues < 1 || c.TUN.Queues > 64 {
 		d.bad("tun.queues", "%d is not in 1..64", c.TUN.Queues)
@@ -408,8 +412,8 @@ func (d *decoder) validate() {
 	}
 	d.validateTimers()
 	p := c.Policy
-	if p.InitiateAfterPackets < 1 {
-		d.bad("policy.initiate_after_packets", "must be at least 1")
+	if p.InitiateAfterNotices < 1 {
+		d.bad("policy.initiate_after_notices", "must be at least 1")
 	}
 	if p.InitiateAfter < 0 {
 		d.bad("policy.initiate_after", "must not be negative")
@@ -565,9 +569,15 @@ func (d *decoder) validateTimers() {
 	pos("nonce_interval", t.NonceInterval)
 	pos("secret_rotation", t.SecretRotation)
 	// RFC 5534 §5.3: the Keepalive Timeout option carries whole seconds
-	// in 16 bits.
-	if t.SendTimeout < time.Second || t.SendTimeout > 65535*time.Second {
-		d.bad("timers.send_timeout", "%s is not in 1s..65535s", t.SendTimeout)
+	// in 16 bits. A sub-second Send Timeout is advertised as 1 s
+	// (shim6.Timers.KeepaliveOptionSeconds) and shim6gw peers pace by
+	// their own keepalive_timeout too; below shim6.MinSendTimeout
+	// needless explorations would be the rule.
+	if t.SendTimeout < 100*time.Millisecond || t.SendTimeout > 65535*time.Second {
+		d.bad("timers.send_timeout", "%s is not in 100ms..65535s", t.SendTimeout)
+	}
+	if t.KeepaliveTimeout > 0 && t.KeepaliveTimeout < 100*time.Millisecond {
+		d.bad("timers.keepalive_timeout", "%s is shorter than 100ms", t.KeepaliveTimeout)
 	}
 	if t.UpdateTimeout > t.MaxUpdateTimeout && t.MaxUpdateTimeout > 0 {
 		d.bad("timers.update_timeout", "%s is longer than max_update_timeout %s", t.UpdateTimeout, t.MaxUpdateTimeout)

@@ -127,7 +127,7 @@ func (ds closeAll) Close() error {
 func (c *Controller) Hooks(open OpenFunc) Hooks {
 	return Hooks{
 		OpenTUN: c.OpenTUN(open), Control: c.Run,
-		ControlStats: c, DataplaneStats: c.dp, Contexts: c,
+		ControlStats: c, DataplaneStats: c, Contexts: c,
 		Ready: []ReadyCheck{{Name: "locators", Check: c.locatorsReady}},
 	}
 }
@@ -141,7 +141,11 @@ func (c *Controller) Contexts() []ContextInfo {
 }
 
 // DataplaneStats implements DataplaneStatsSource.
-func (c *Controller) DataplaneStats() DataplaneStats { return c.dp.DataplaneStats() }
+func (c *Controller) DataplaneStats() DataplaneStats {
+	ds := c.dp.DataplaneStats()
+	ds.InjectErrors = c.InjectErrors.Load()
+	return ds
+}
 
 // ErrNoLocators: no uplink is usable, so no locator pair is (/readyz).
 var ErrNoLocators = errors.New("gateway: no usable uplink")

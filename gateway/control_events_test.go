@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -176,39 +175,53 @@ func TestControllerNoSupport(t *testing.T) {
 	})
 }
 
-// TestControllerReloadPrefixes: withdrawing a LAN prefix on SIGHUP
-// updates the peers' locator lists (RFC 5533 §10.1).
-func TestControllerReloadPrefixes(t *testing.T) {
+// TestControllerReloadKeepsContexts: a SIGHUP reload with a shorter Send
+// Timeout, a new policy and a narrower provider prefix keeps the open
+// context (same tags), and a path break afterwards is detected after the
+// new Send Timeout (1 s), not the old one (3 s), on synctest's clock.
+func TestControllerReloadKeepsContexts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n, stop := startNet(t, nil)
 		defer stop()
-		gw1, gw2 := n.gws[0], n.gws[1]
+		gw1 := n.gws[0]
 		h1, h2 := establish(t, n)
-		mark := len(n.wireCopy())
+		before, _ := contextOf(gw1, h1.ULID(), h2.ULID())
 		next := *gw1.cfg
 		next.Uplinks = append([]UplinkConfig(nil), gw1.cfg.Uplinks...)
-		next.Uplinks[1].LANPrefix = netip.MustParsePrefix("2001:db8:b:2::/64")
+		next.Uplinks[1].Prefix = netip.PrefixFrom(next.Uplinks[1].Prefix.Addr(), 56)
+		next.Timers.SendTimeout = time.Second
+		next.Policy.InitiateAfterNotices = 4
 		plan, err := gw1.cfg.PlanReload(&next)
-		if err != nil || !plan.PrefixesChanged {
-			t.Fatalf("plan %+v, %v", plan, err)
+		if want := (ReloadPlan{PrefixesChanged: true, TimersChanged: true, PolicyChanged: true}); err != nil || plan != want {
+			t.Fatalf("plan %+v, %v; want %+v", plan, err, want)
 		}
-		seen := map[shim6.Type]bool{}
 		gw1reload(t, n, Reload{Config: &next, Plan: plan})
-		waitFor(t, 5*time.Second, "update request and ack", func() bool {
-			for _, p := range n.wireCopy()[mark:] {
-				if _, _, m, err := shim6.ParseIPv6Control(p); err == nil {
-					seen[m.Type()] = true
-				}
+		synctest.Wait()
+		after, ok := contextOf(gw1, h1.ULID(), h2.ULID())
+		if !ok || after.State != "established" || after.LocalTag != before.LocalTag || after.PeerTag != before.PeerTag {
+			t.Fatalf("context after reload %+v, before %+v", after, before)
+		}
+		if tbl := gw1.ctrl.rw.Table(); tbl.LookupPair(h1.ULID(), h2.ULID()) == nil {
+			t.Error("context left the fast table")
+		}
+		// One-way traffic into a broken path: only the Send timer (RFC
+		// 5534 §6.4) can notice it.
+		n.setBroken(gw1.cfg.Uplinks[0].Prefix)
+		start := time.Now()
+		polls := 0
+		waitFor(t, 10*time.Second, "failover after the send timeout", func() bool {
+			if polls++; polls%5 == 0 {
+				gw1.dev.Inbound <- udpPacket(h1.ULID(), h2.ULID(), "one way")
 			}
-			return seen[shim6.TypeUpdateRequest] && seen[shim6.TypeUpdateAck]
+			c, _ := contextOf(gw1, h1.ULID(), h2.ULID())
+			return c.LocalLocator == h1.Addresses[1]
 		})
-		// gw2's fast table no longer accepts the withdrawn locator.
-		waitFor(t, time.Second, "peer locators updated at gw2", func() bool {
-			ctx := gw2.ctrl.rw.Table().LookupPair(h2.ULID(), h1.ULID())
-			return ctx != nil && slices.Equal(ctx.Config().PeerLocators, []netip.Addr{h1.ULID()})
-		})
-		if tbl := gw1.ctrl.rw.Table(); tbl.IsLocalAddr(h1.Addresses[1]) {
-			t.Errorf("gw1 still treats %v as a site address", h1.Addresses[1])
+		if d := time.Since(start); d < 900*time.Millisecond || d >= 3*time.Second {
+			t.Errorf("failover %v after the break; want the new 1 s Send Timeout plus probes, below the old 3 s", d)
+		}
+		c, _ := contextOf(gw1, h1.ULID(), h2.ULID())
+		if c.LocalTag != before.LocalTag {
+			t.Errorf("tag changed: %#x, was %#x", c.LocalTag, before.LocalTag)
 		}
 	})
 }

@@ -43,6 +43,10 @@ type controlLoop struct {
 	noShim6 map[netip.Addr]netip.Addr
 	lastRTT map[shim6.ContextTag]time.Duration
 
+	// observeEvery is the traffic-stamp poll interval; a reload of the
+	// timers may change it.
+	observeEvery time.Duration
+
 	tableDirty bool
 	dirtySince time.Time // first unpublished change
 	snapDirty  bool
@@ -90,6 +94,7 @@ func (l *controlLoop) serve(ctx context.Context, in ControlInputs, divert *tunne
 	if interval <= 0 {
 		interval = observeInterval(l.cfg.Timers)
 	}
+	l.observeEvery = interval
 	observe := time.NewTicker(interval)
 	defer observe.Stop()
 	l.log.Info("control loop running", "hosts", len(l.site.hosts), "uplinks", len(l.cfg.Uplinks),
@@ -125,6 +130,10 @@ func (l *controlLoop) serve(ctx context.Context, in ControlInputs, divert *tunne
 				continue
 			}
 			l.reload(time.Now(), r)
+			if l.observeEvery != interval {
+				interval = l.observeEvery
+				observe.Reset(interval)
+			}
 		case <-timer.C:
 			l.apply(l.eng.Tick(time.Now()))
 		case <-observe.C:
@@ -231,60 +240,30 @@ func (l *controlLoop) uplink(now time.Time, e UplinkEvent) {
 	}
 }
 
-// reload applies an accepted SIGHUP configuration.
+// reload applies an accepted SIGHUP configuration: timers and policy go
+// to the engine at once (open contexts stay), a changed provider prefix
+// reaches the fast table (the daemon already moved the rules). PlanReload
+// refuses a changed LAN prefix (a new HBA book, RFC 5535 §8.1), so the
+// engine's hosts and locators never change here.
 func (l *controlLoop) reload(now time.Time, r Reload) {
-	old := l.cfg
 	l.cfg = r.Config
 	l.tableDirty = true
-	if r.Plan.PrefixesChanged {
-		lans := r.Config.LANPrefixes()
-		hosts := keepLocators(l.site.hosts, lans)
-		acts, err := l.eng.UpdateLocalHosts(now, hosts)
-		l.apply(acts)
-		if err != nil {
-			l.log.Error("locator update after prefix change", "err", err)
-		}
-		l.site.hosts = hosts
-		fb := l.site.fallback[:0:0]
-		for _, e := range l.site.fallback {
-			if containsAddr(lans, e.Locator) {
-				fb = append(fb, e)
-			}
-		}
-		l.site.fallback = fb
-		added := false
-		for _, p := range r.Config.LANPrefixes() {
-			added = added || !containsPrefix(old.LANPrefixes(), p)
-		}
-		if added {
-			// RFC 5535 §8.1: a new prefix means a new HBA book.
-			l.log.Warn("new LAN prefixes get locators only after a restart (new HBA book)")
+	if r.Plan.TimersChanged {
+		if err := l.eng.SetTimers(r.Config.Timers.Engine()); err != nil {
+			l.log.Error("timers not applied", "err", err)
+		} else if l.c.opts.ObserveInterval <= 0 {
+			l.observeEvery = observeInterval(r.Config.Timers)
 		}
 	}
-	if r.Plan.TimersChanged || r.Plan.PolicyChanged {
-		// shim6.Engine takes timers and policy at construction only.
-		l.log.Warn("timer and policy changes apply after a restart",
-			"timers_changed", r.Plan.TimersChanged, "policy_changed", r.Plan.PolicyChanged)
-	}
-	l.log.Info("control plane reloaded", "prefixes_changed", r.Plan.PrefixesChanged)
-}
-
-func containsAddr(ps []netip.Prefix, a netip.Addr) bool {
-	for _, p := range ps {
-		if p.Contains(a) {
-			return true
+	if r.Plan.PolicyChanged {
+		if err := l.eng.SetPolicy(r.Config.Policy.Engine()); err != nil {
+			l.log.Error("policy not applied", "err", err)
 		}
 	}
-	return false
-}
-
-func containsPrefix(ps []netip.Prefix, p netip.Prefix) bool {
-	for _, q := range ps {
-		if q == p {
-			return true
-		}
-	}
-	return false
+	// The engine's deadlines may have moved.
+	l.apply(l.eng.Tick(now))
+	l.log.Info("control plane reloaded", "prefixes_changed", r.Plan.PrefixesChanged,
+		"timers_changed", r.Plan.TimersChanged, "policy_changed", r.Plan.PolicyChanged)
 }
 
 // observe feeds the engine the contexts' traffic stamps that moved since
@@ -463,40 +442,18 @@ func newSite(cfg *Config) (*site, error) {
 	return s, nil
 }
 
-// keepLocators returns the hosts with only the locators still under one
-// of prefixes. An HBA set is bound to its prefixes (RFC 5535 §8.1): a new
-// prefix needs a new book, i.e. new ULIDs, which only a restart gives; a
-// removed one is simply withdrawn from the locator lists (RFC 5533 §10.1).
-func keepLocators(hosts []shim6.LocalHost, prefixes []netip.Prefix) []shim6.LocalHost {
-	out := make([]shim6.LocalHost, 0, len(hosts))
-	for _, h := range hosts {
-		nh := h
-		nh.Locators = nil
-		for _, l := range h.Locators {
-			for _, p := range prefixes {
-				if p.Contains(l) {
-					nh.Locators = append(nh.Locators, l)
-					break
-				}
-			}
-		}
-		if len(nh.Locators) > 0 {
-			out = append(out, nh)
-		}
-	}
-	return out
-}
-
 // engineConfig builds the engine's configuration.
 func engineConfig(cfg *Config, s *site, seed [32]byte) (shim6.EngineConfig, error) {
 	secret, err := ValidatorSecret(cfg.HBA.Secret)
 	if err != nil {
 		return shim6.EngineConfig{}, err
 	}
-	return shim6.EngineConfig{
+	ec := shim6.EngineConfig{
 		Hosts: s.hosts, Uplinks: cfg.EngineUplinks(), Timers: cfg.Timers.Engine(), Policy: cfg.Policy.Engine(),
 		SiteSecret: secret, Seed: seed, Verifier: hba.Verifier{},
-	}, nil
+	}
+	cfg.Limits.Apply(&ec)
+	return ec, nil
 }
 
 // observeInterval is how often the loop polls traffic stamps: a tenth of

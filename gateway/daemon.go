@@ -9,13 +9,30 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
 
-// DefaultStateFile remembers changed sysctls across a crash.
-const DefaultStateFile = "/run/shim6gw/sysctl.json"
+// StateDir holds the default state files, which remember changed sysctls
+// across a crash.
+const StateDir = "/run/shim6gw"
+
+// DefaultStateFile is the state file of a gateway whose TUN is named tun,
+// in the network namespace of this process: sysctls are per namespace, so
+// two gateways on one machine (the lab runs one per namespace, both with
+// the same TUN name) never share one, and a restart after a crash in the
+// same namespace finds the file of the crashed run.
+func DefaultStateFile(tun string) string {
+	name := tun
+	if id, err := os.Readlink("/proc/thread-self/ns/net"); err == nil {
+		// "net:[4026531840]"
+		name += "-" + strings.Trim(strings.TrimPrefix(id, "net:"), "[]")
+	}
+	return filepath.Join(StateDir, name+".sysctl.json")
+}
 
 // UplinkWatcher is what the daemon needs of the uplink monitor; *Monitor
 // implements it (tests substitute a fake).
@@ -68,7 +85,7 @@ type DaemonOptions struct {
 	Config     *Config // as loaded from ConfigPath
 	Ops        NetlinkOps
 	Monitor    UplinkWatcher // nil: NewMonitor in the current namespace
-	StateFile  string        // "" : DefaultStateFile
+	StateFile  string        // "": DefaultStateFile(Config.TUN.Name)
 	// Signals delivers SIGHUP, SIGINT and SIGTERM; nil subscribes to the
 	// process's signals.
 	Signals <-chan os.Signal
@@ -104,7 +121,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if o.StateFile == "" {
-		o.StateFile = DefaultStateFile
+		o.StateFile = DefaultStateFile(cfg.TUN.Name)
 	}
 	if o.Hooks.OpenTUN == nil || o.Hooks.Control == nil {
 		return errors.New("gateway: RunDaemon needs Hooks.OpenTUN and Hooks.Control")
@@ -153,8 +170,15 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 	}
 	tunName := cfg.TUN.Name
 	tunUp := func() bool { return mon.LinkUp(tunName) }
+	var tunDropped func() (uint64, bool)
+	if r, ok := o.Ops.(LinkStatsReader); ok {
+		tunDropped = func() (uint64, bool) {
+			n, err := r.TxDropped(tunName)
+			return n, err == nil
+		}
+	}
 	metrics := NewMetrics(MetricsOptions{Version: o.Version, Control: o.Hooks.ControlStats,
-		Dataplane: o.Hooks.DataplaneStats, Uplinks: mon, TUNUp: tunUp, Runtime: true})
+		Dataplane: o.Hooks.DataplaneStats, Uplinks: mon, TUNUp: tunUp, TUNDropped: tunDropped, Runtime: true})
 	ready := append([]ReadyCheck{{Name: "plumbing", Check: plumber.Verify}}, o.Hooks.Ready...)
 	admin := NewAdmin(AdminOptions{Metrics: metrics, Contexts: o.Hooks.Contexts, Uplinks: mon,
 		TUNUp: tunUp, Ready: ready, Log: log})
@@ -213,7 +237,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 		}
 		return err
 	})
-	log.Info("gateway running", "tun", tunName, "uplinks", len(cfg.Uplinks), "admin", ln.Addr().String())
+	log.Info("gateway running", "tun", tunName, "uplinks", len(cfg.Uplinks), "admin", ln.Addr().String(), "state_file", o.StateFile)
 
 	var runErr error
 loop:

@@ -32,6 +32,7 @@ hba:
 tun:
   name: s6gwtun
   mtu: 1400
+  txqueuelen: 777
 `
 
 // TestIntegrationDaemon runs RunDaemon against a namespace with a real TUN,
@@ -106,7 +107,7 @@ func TestIntegrationDaemon(t *testing.T) {
 		t.Errorf("while running: rules %v routes %v", rules, routes)
 	}
 	tun, err := h.LinkByName("s6gwtun")
-	if err != nil || tun.Attrs().MTU != 1400 || tun.Attrs().Flags&net.FlagUp == 0 {
+	if err != nil || tun.Attrs().MTU != 1400 || tun.Attrs().Flags&net.FlagUp == 0 || tun.Attrs().TxQLen != 777 {
 		t.Errorf("tun = %+v, %v", tun, err)
 	}
 	if v, _ := ops.ReadSysctl(sysctlForwarding); v != "1" {
@@ -116,7 +117,7 @@ func TestIntegrationDaemon(t *testing.T) {
 		t.Errorf("/healthz = %d %q", code, body)
 	}
 	if _, body := httpGet(t, base+"/metrics"); !strings.Contains(body, "shim6gw_uplink_up{uplink=\"a\"} 1\n") ||
-		!strings.Contains(body, "shim6gw_tunnel_up 1\n") {
+		!strings.Contains(body, "shim6gw_tunnel_up 1\n") || !strings.Contains(body, "\nshim6gw_tunnel_dropped_packets_total 0\n") {
 		t.Errorf("metrics lack uplink/tun state:\n%s", body)
 	}
 

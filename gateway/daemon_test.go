@@ -219,20 +219,21 @@ func TestDaemonLifecycle(t *testing.T) {
 		t.Errorf("/readyz after a rule vanished = %d %q", code, body)
 	}
 
-	// SIGHUP with a new prefix for uplink b: a reload reaches the control
-	// loop and the "from P_B" rule follows.
+	// SIGHUP with a new provider prefix for uplink b (its LAN /64 still
+	// inside): a reload reaches the control loop and the "from P_B" rule
+	// follows.
 	next := strings.Replace(goodConfig, "2001:db8:b::/48\n    lan_prefix: 2001:db8:b:1::/64",
-		"2001:db8:c::/48\n    lan_prefix: 2001:db8:c:1::/64", 1)
+		"2001:db8:b::/56\n    lan_prefix: 2001:db8:b:1::/64", 1)
 	if err := os.WriteFile(h.cfgPath, []byte(next), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	h.signals <- syscall.SIGHUP
 	r := recv(t, in.Reloads, "reload")
-	if !r.Plan.PrefixesChanged || r.Config.Uplinks[1].Prefix.String() != "2001:db8:c::/48" {
+	if !r.Plan.PrefixesChanged || r.Config.Uplinks[1].Prefix.String() != "2001:db8:b::/56" {
 		t.Errorf("reload = %+v", r.Plan)
 	}
 	rules := strings.Join(h.rules(t), "\n")
-	if !strings.Contains(rules, "from 2001:db8:c::/48 iif shim6gw0 lookup 15003") || strings.Contains(rules, "2001:db8:b::/48") {
+	if !strings.Contains(rules, "from 2001:db8:b::/56 iif shim6gw0 lookup 15003") || strings.Contains(rules, "2001:db8:b::/48") {
 		t.Errorf("rules after reload:\n%s", rules)
 	}
 

@@ -170,6 +170,7 @@ func (d *Dataplane) DataplaneStats() DataplaneStats {
 			}
 		}
 	}
+	ds.NoticeDrops = d.NoticeDrops.Load()
 	// The ICMPv6 errors diverted above never reach the Rewriter.
 	if n := d.ICMPDiverted.Load(); n != 0 {
 		ds.Packets[PathKey{rewrite.Inbound.String(), rewrite.PathControl.String()}] += n

@@ -35,7 +35,7 @@ func (t Timers) Engine() shim6.Timers {
 
 // Engine returns the initiation policy as the engine takes it.
 func (p PolicyConfig) Engine() shim6.Policy {
-	return shim6.Policy{Packets: p.InitiateAfterPackets, After: p.InitiateAfter, Window: p.Window, MaxPending: p.MaxPending}
+	return shim6.Policy{Packets: p.InitiateAfterNotices, After: p.InitiateAfter, Window: p.Window, MaxPending: p.MaxPending}
 }
 
 // Apply sets the engine's resource limits from the configuration.

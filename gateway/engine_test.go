@@ -48,7 +48,7 @@ func TestTimersEngineCoversEveryField(t *testing.T) {
 }
 
 func TestPolicyAndUplinksEngine(t *testing.T) {
-	p := PolicyConfig{InitiateAfterPackets: 3, InitiateAfter: 2 * time.Second, Window: time.Minute, MaxPending: 9}
+	p := PolicyConfig{InitiateAfterNotices: 3, InitiateAfter: 2 * time.Second, Window: time.Minute, MaxPending: 9}
 	if got, want := p.Engine(), (shim6.Policy{Packets: 3, After: 2 * time.Second, Window: time.Minute, MaxPending: 9}); got != want {
 		t.Errorf("policy %+v, want %+v", got, want)
 	}
@@ -119,5 +119,39 @@ func TestContextInfoFrom(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, ContextInfoFrom(in), netipCmp); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestLimitsReachEngine: limits.max_contexts from the YAML is the engine's
+// cap: with 1, a second local initiation is refused.
+func TestLimitsReachEngine(t *testing.T) {
+	cfg, err := LoadConfig(writeConfig(t, goodConfig+"limits:\n  max_contexts: 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newSite(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := engineConfig(cfg, s, [32]byte{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ec.MaxContexts != 1 {
+		t.Fatalf("EngineConfig.MaxContexts = %d, want 1", ec.MaxContexts)
+	}
+	eng, err := shim6.NewEngine(ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1e9, 0)
+	peer := netip.MustParseAddr("2001:db8:ff:1::1")
+	eng.Initiate(now, s.hosts[0].ULID, peer)
+	eng.Initiate(now, s.hosts[1].ULID, peer)
+	if n := len(eng.Contexts()); n != 1 {
+		t.Errorf("%d contexts, want 1", n)
+	}
+	if st := eng.Stats(); st.Drops[shim6.DropContextLimit] != 1 {
+		t.Errorf("context-limit drops %d, want 1", st.Drops[shim6.DropContextLimit])
 	}
 }

@@ -19,6 +19,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("timers:\n  i1_timeout: 9999999999999h\n"))
 	f.Add([]byte(strings.Replace(goodConfig, "hosts: 16", "hosts: 0x7fffffff", 1)))
 	f.Add([]byte("---\n- 1\n- 2\n"))
+	f.Add([]byte(goodConfig + "tun:\n  backend: offload\n  txqueuelen: 99999999999999999999\npolicy:\n  initiate_after_notices: -1\n"))
 	dir := f.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte(testSecret), 0o600); err != nil {
 		f.Fatal(err)

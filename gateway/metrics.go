@@ -69,6 +69,10 @@ type DataplaneStats struct {
 	// instead of Metrics.BatchSize (for a data plane that keeps its own
 	// buckets, like tunnel.Stats.BatchSizes with Sum = RxPackets).
 	BatchSizes *BucketCounts
+	// NoticeDrops: "traffic seen" and other notices lost because the
+	// control loop's queue was full. InjectErrors: control packets the
+	// TUN refused.
+	NoticeDrops, InjectErrors uint64
 }
 
 // BucketCounts is a histogram kept elsewhere: Counts[i] counts values in
@@ -114,6 +118,9 @@ type MetricsOptions struct {
 	Uplinks   UplinkStateSource
 	// TUNUp reports whether the TUN device is up (nil: false).
 	TUNUp func() bool
+	// TUNDropped reads the kernel's tx_dropped counter of the TUN (packets
+	// the kernel could not queue for the gateway); ok false: not exported.
+	TUNDropped func() (n uint64, ok bool)
 	// Runtime adds the Go runtime and process collectors.
 	Runtime bool
 }
@@ -137,7 +144,7 @@ type Metrics struct {
 type metricDescs struct {
 	buildInfo, contexts, establishments, messages, controlDrops, explorations, failovers,
 	failoverDuration, pathRTT, uplinkUp, tunUp, packets, bytes, packetDrops, batchSize,
-	reloads *prometheus.Desc
+	reloads, noticeDrops, injectErrors, tunDropped *prometheus.Desc
 }
 
 // newDesc builds a descriptor named shim6gw_<subsystem>_<name> and
@@ -177,6 +184,9 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 		packetDrops:      m.newDesc("rewrite", "dropped_packets_total", "Packets the data plane dropped, by reason.", "direction", "reason"),
 		batchSize:        m.newDesc("tunnel", "batch_size", "Packets per TUN read."),
 		reloads:          m.newDesc("config", "reloads_total", "Configuration reloads (SIGHUP) by result.", "result"),
+		noticeDrops:      m.newDesc("dataplane", "dropped_notices_total", "Data-plane notices (traffic seen, unknown tag, path error) lost because the control loop's queue was full."),
+		injectErrors:     m.newDesc("control", "inject_errors_total", "Control packets the TUN refused to take."),
+		tunDropped:       m.newDesc("tunnel", "dropped_packets_total", "Packets the kernel dropped on the TUN's transmit queue (tx_dropped): the gateway did not read fast enough."),
 	}
 	m.reg.MustRegister(m)
 	if opts.Runtime {
@@ -208,7 +218,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	d := m.descs
 	for _, x := range []*prometheus.Desc{d.buildInfo, d.contexts, d.establishments, d.messages, d.controlDrops,
 		d.explorations, d.failovers, d.failoverDuration, d.pathRTT, d.uplinkUp, d.tunUp, d.packets, d.bytes,
-		d.packetDrops, d.batchSize, d.reloads} {
+		d.packetDrops, d.batchSize, d.reloads, d.noticeDrops, d.injectErrors, d.tunDropped} {
 		ch <- x
 	}
 }
@@ -259,6 +269,11 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	gauge(d.tunUp, b2f(m.opts.TUNUp != nil && m.opts.TUNUp()))
+	if m.opts.TUNDropped != nil {
+		if n, ok := m.opts.TUNDropped(); ok {
+			counter(d.tunDropped, n)
+		}
+	}
 
 	var ds DataplaneStats
 	if m.opts.Dataplane != nil {
@@ -280,6 +295,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		hist(d.batchSize, m.BatchSize)
 	}
+	counter(d.noticeDrops, ds.NoticeDrops)
+	counter(d.injectErrors, ds.InjectErrors)
 	counter(d.reloads, m.reloadsOK.Load(), "success")
 	counter(d.reloads, m.reloadsFailed.Load(), "failure")
 }

@@ -37,13 +37,16 @@ func testMetrics() *Metrics {
 			Failovers:       2,
 		},
 		Dataplane: fakeDataplane{
-			Packets: map[PathKey]uint64{{"outbound", "outbound_shim"}: 1000, {"inbound", "inbound_shim"}: 900},
-			Bytes:   map[PathKey]uint64{{"outbound", "outbound_shim"}: 1500000},
-			Drops:   map[DropKey]uint64{{"inbound", "unknown_tag"}: 12},
+			Packets:      map[PathKey]uint64{{"outbound", "outbound_shim"}: 1000, {"inbound", "inbound_shim"}: 900},
+			Bytes:        map[PathKey]uint64{{"outbound", "outbound_shim"}: 1500000},
+			Drops:        map[DropKey]uint64{{"inbound", "unknown_tag"}: 12},
+			NoticeDrops:  17,
+			InjectErrors: 4,
 		},
-		Uplinks: fakeUplinks{{Name: "b", Up: false}, {Name: "a", Up: true}},
-		TUNUp:   func() bool { return true },
-		Runtime: true,
+		Uplinks:    fakeUplinks{{Name: "b", Up: false}, {Name: "a", Up: true}},
+		TUNUp:      func() bool { return true },
+		TUNDropped: func() (uint64, bool) { return 23, true },
+		Runtime:    true,
 	})
 	m.FailoverDuration.Observe(0.7)
 	m.FailoverDuration.Observe(3)
@@ -113,6 +116,10 @@ func TestMetricsSamples(t *testing.T) {
 		`shim6gw_tunnel_batch_size_sum 293`,
 		`shim6gw_config_reloads_total{result="success"} 1`,
 		`shim6gw_config_reloads_total{result="failure"} 0`,
+		`shim6gw_dataplane_dropped_notices_total 17`,
+		`shim6gw_control_inject_errors_total 4`,
+		`shim6gw_tunnel_dropped_packets_total 23`,
+		`# TYPE shim6gw_tunnel_dropped_packets_total counter`,
 		`# TYPE shim6gw_reap_path_rtt_seconds histogram`,
 		`# TYPE shim6gw_context_contexts gauge`,
 		`# TYPE shim6gw_control_messages_total counter`,
@@ -147,6 +154,10 @@ func TestMetricsNoSources(t *testing.T) {
 	}
 	if strings.Contains(text, "shim6gw_uplink_up{") {
 		t.Error("uplink samples without a source")
+	}
+	// No reader, no sample: a 0 would claim the kernel dropped nothing.
+	if strings.Contains(text, "\nshim6gw_tunnel_dropped_packets_total ") {
+		t.Error("tun drops exported without a source")
 	}
 	promtoolCheck(t, text)
 }
@@ -203,10 +214,11 @@ func TestMetricNames(t *testing.T) {
 	want := []string{
 		"shim6gw_build_info", "shim6gw_config_reloads_total", "shim6gw_context_contexts",
 		"shim6gw_context_establishments_total", "shim6gw_control_dropped_messages_total",
-		"shim6gw_control_messages_total", "shim6gw_dataplane_bytes_total", "shim6gw_dataplane_packets_total",
+		"shim6gw_control_inject_errors_total", "shim6gw_control_messages_total", "shim6gw_dataplane_bytes_total",
+		"shim6gw_dataplane_dropped_notices_total", "shim6gw_dataplane_packets_total",
 		"shim6gw_reap_explorations_total", "shim6gw_reap_failover_duration_seconds", "shim6gw_reap_failovers_total",
 		"shim6gw_reap_path_rtt_seconds", "shim6gw_rewrite_dropped_packets_total", "shim6gw_tunnel_batch_size",
-		"shim6gw_tunnel_up", "shim6gw_uplink_up",
+		"shim6gw_tunnel_dropped_packets_total", "shim6gw_tunnel_up", "shim6gw_uplink_up",
 	}
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Errorf("MetricNames =\n%v\nwant\n%v", names, want)

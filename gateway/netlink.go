@@ -159,6 +159,56 @@ func (o *nlOps) SetLink(name string, mtu int) error {
 	return o.h.LinkSetUp(l)
 }
 
+// LinkStatsReader reads a link's kernel counters; the NetlinkOps of
+// NewNetlinkOps implement it.
+type LinkStatsReader interface {
+	// TxDropped is the link's tx_dropped counter (for a TUN: packets the
+	// kernel dropped because the reader did not keep up).
+	TxDropped(name string) (uint64, error)
+}
+
+// TxQueueLenSetter sets a link's transmit queue length; the NetlinkOps
+// of NewNetlinkOps implement it.
+type TxQueueLenSetter interface {
+	SetTxQueueLen(name string, qlen int) error
+}
+
+func (o *nlOps) SetTxQueueLen(name string, qlen int) error {
+	l, err := o.h.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	if l.Attrs().TxQLen == qlen {
+		return nil
+	}
+	return o.h.LinkSetTxQLen(l, qlen)
+}
+
+// TxDropped opens its own rtnetlink socket: it runs on scrape goroutines,
+// concurrently with the plumbing's use of o.h.
+func (o *nlOps) TxDropped(name string) (uint64, error) {
+	var h *netlink.Handle
+	var err error
+	if o.ns == nil {
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+	} else {
+		h, err = netlink.NewHandleAt(*o.ns, unix.NETLINK_ROUTE)
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return 0, err
+	}
+	st := l.Attrs().Statistics
+	if st == nil {
+		return 0, errors.New("gateway: no link statistics")
+	}
+	return st.TxDropped, nil
+}
+
 func toNLPrefix(p netip.Prefix) *net.IPNet {
 	if !p.IsValid() {
 		return nil

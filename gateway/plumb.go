@@ -35,7 +35,10 @@ type PlumbUplink struct {
 type PlumbConfig struct {
 	TUN    string
 	TUNMTU int
-	LAN    string
+	// TUNTxQueueLen is the TUN's transmit queue length (0: leave it);
+	// applied when the NetlinkOps implement TxQueueLenSetter.
+	TUNTxQueueLen int
+	LAN           string
 	// LANPrefixes are the site's LAN /64s (one per uplink); packets the
 	// gateway writes into the TUN for them leave on LAN.
 	LANPrefixes []netip.Prefix
@@ -48,7 +51,7 @@ type PlumbConfig struct {
 
 // PlumbConfigFrom extracts the Plumber's view of a Config.
 func PlumbConfigFrom(c *Config, stateFile string) PlumbConfig {
-	p := PlumbConfig{TUN: c.TUN.Name, TUNMTU: c.TUN.MTU, LAN: c.LAN.Interface, LANPrefixes: c.LANPrefixes(),
+	p := PlumbConfig{TUN: c.TUN.Name, TUNMTU: c.TUN.MTU, TUNTxQueueLen: c.TUN.TxQueueLen, LAN: c.LAN.Interface, LANPrefixes: c.LANPrefixes(),
 		Rules: c.Rules, StateFile: stateFile}
 	for _, u := range c.Uplinks {
 		p.Uplinks = append(p.Uplinks, PlumbUplink{Name: u.Name, Interface: u.Interface,
@@ -203,6 +206,11 @@ func (p *Plumber) Apply() (err error) {
 	}
 	if err := p.ops.SetLink(p.cfg.TUN, p.cfg.TUNMTU); err != nil {
 		return fmt.Errorf("gateway: set %s up: %w", p.cfg.TUN, err)
+	}
+	if s, ok := p.ops.(TxQueueLenSetter); ok && p.cfg.TUNTxQueueLen > 0 {
+		if err := s.SetTxQueueLen(p.cfg.TUN, p.cfg.TUNTxQueueLen); err != nil {
+			return fmt.Errorf("gateway: set %s txqueuelen %d: %w", p.cfg.TUN, p.cfg.TUNTxQueueLen, err)
+		}
 	}
 	p.routes = p.cfg.DesiredRoutes()
 	for i, r := range p.routes {

@@ -402,7 +402,7 @@ func TestPlumbConfigFrom(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := PlumbConfigFrom(c, "/run/x")
-	want := PlumbConfig{TUN: "shim6gw0", TUNMTU: 1500, LAN: "lan0", StateFile: "/run/x",
+	want := PlumbConfig{TUN: "shim6gw0", TUNMTU: 1500, TUNTxQueueLen: 1000, LAN: "lan0", StateFile: "/run/x",
 		LANPrefixes: []netip.Prefix{netip.MustParsePrefix("2001:db8:a:1::/64"), netip.MustParsePrefix("2001:db8:b:1::/64")},
 		Rules:       RulesConfig{PriorityBase: 15000, TableBase: 15000, Protocol: 154},
 		Uplinks: []PlumbUplink{

@@ -14,13 +14,18 @@ import (
 	"github.com/shim6gw/shim6gw/tunnel"
 )
 
-const runUsage = `usage: shim6gw run --config FILE [--capture FILE] [--log-format json|text]
+const runUsage = `usage: shim6gw run --config FILE [--state-file PATH] [--capture FILE] [--log-format json|text]
 
 Run the gateway: open the TUN device, install the policy routing, start
 the uplink monitor, the admin listener and the Shim6 control loop, and
 serve until SIGINT or SIGTERM, which remove everything the gateway added.
 SIGHUP reloads the configuration. Exit status 2 means the configuration
 (or the system it names) was rejected and nothing was changed.
+
+The state file remembers the sysctls the gateway changed, so that a start
+after a crash restores them. Its default is derived from the TUN name and
+the network namespace (/run/shim6gw/<tun>-<netns id>.sysctl.json), so two
+gateways on one machine never share it.
 
 flags:
 `
@@ -32,6 +37,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	config := fset.String("config", "", "configuration file (YAML)")
 	capture := fset.String("capture", "", "write every Shim6 control message sent or received to this pcap file")
 	logFormat := fset.String("log-format", "", "log format, text or json (default: log.format of the configuration)")
+	stateFile := fset.String("state-file", "", "sysctl state file (default /run/shim6gw/<tun>-<netns id>.sysctl.json)")
 	if code, done := parseFlags(fset, args, runUsage, stdout, stderr); done {
 		return code
 	}
@@ -68,7 +74,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctrl := gateway.NewController(gateway.ControllerOptions{Capture: capt, ICMPSource: icmpSrc})
 	err = gateway.RunDaemon(context.Background(), gateway.DaemonOptions{
-		ConfigPath: *config, Config: cfg, Ops: ops, Version: version,
+		ConfigPath: *config, Config: cfg, Ops: ops, Version: version, StateFile: *stateFile,
 		Log: log, LogLevel: level, Hooks: ctrl.Hooks(openTUN),
 	})
 	if cerr := capt.Err(); cerr != nil {
@@ -80,8 +86,9 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// openTUN opens the TUN device with the configured backend: wireguard
-// (offloads, one queue) or water (plain, one Device per queue).
+// openTUN opens the TUN device with the configured backend: offload (the
+// default: GSO/GRO offloads, vectored I/O), wireguard (wireguard-go's tun,
+// offloads, one queue) or water (plain, one Device per queue).
 func openTUN(c gateway.TUNConfig) ([]tunnel.Device, error) {
 	switch c.Backend {
 	case "water":
@@ -94,12 +101,18 @@ func openTUN(c gateway.TUNConfig) ([]tunnel.Device, error) {
 			devs[i] = w
 		}
 		return devs, nil
-	case "wireguard", "":
+	case "wireguard":
 		w, err := tunnel.OpenWireGuard(c.Name, c.MTU)
 		if err != nil {
 			return nil, err
 		}
 		return []tunnel.Device{w}, nil
+	case "offload", "":
+		o, err := tunnel.OpenOffload(c.Name, c.MTU)
+		if err != nil {
+			return nil, err
+		}
+		return []tunnel.Device{o}, nil
 	}
 	return nil, fmt.Errorf("unknown tun backend %q", c.Backend)
 }

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/shim6gw/shim6gw/gateway"
+	"github.com/shim6gw/shim6gw/tunnel"
 )
 
 // The daemon itself needs root and a TUN device (gateway and lab tests
@@ -32,7 +36,8 @@ func TestRunCommandLine(t *testing.T) {
 			}
 		})
 	}
-	if out, _, status := runCmd(t, "run", "-h"); status != 0 || !strings.Contains(out, "-capture") || !strings.Contains(out, "-log-format") {
+	if out, _, status := runCmd(t, "run", "-h"); status != 0 || !strings.Contains(out, "-capture") || !strings.Contains(out, "-log-format") ||
+		!strings.Contains(out, "-state-file") {
 		t.Errorf("run -h: %d %q", status, out)
 	}
 }
@@ -44,5 +49,19 @@ func TestGlobalAddr(t *testing.T) {
 	// Loopback has ::1 at most, which is not global.
 	if a := globalAddr("lo"); a.IsValid() {
 		t.Errorf("lo gave %v", a)
+	}
+}
+
+// TestOpenTUNBackends: each backend name reaches its tunnel constructor
+// (an MTU below 1280 is refused by OpenOffload before it opens anything;
+// the default, "", is offload).
+func TestOpenTUNBackends(t *testing.T) {
+	for _, b := range []string{"offload", ""} {
+		if _, err := openTUN(gateway.TUNConfig{Name: "s6dx", Backend: b, MTU: 100}); !errors.Is(err, tunnel.ErrBadConfig) {
+			t.Errorf("backend %q: %v, want tunnel.ErrBadConfig from OpenOffload", b, err)
+		}
+	}
+	if _, err := openTUN(gateway.TUNConfig{Name: "s6dx", Backend: "tap", MTU: 1500}); err == nil || err.Error() != `unknown tun backend "tap"` {
+		t.Errorf("backend tap: %v", err)
 	}
 }
