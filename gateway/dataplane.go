@@ -79,6 +79,15 @@ func (d *Dataplane) Rewriter() *rewrite.Rewriter { return d.rw }
 // setPipelines records the pipelines whose counters DataplaneStats sums.
 func (d *Dataplane) setPipelines(p []*tunnel.Pipeline) { d.pipes.Store(&p) }
 
+// KeepWhole implements tunnel.GSOFilter: a GSO super-packet the rewriter
+// would forward unchanged (no context to shim, no fallback, no SYN to
+// clamp) goes through whole, so passthrough traffic keeps the kernel's
+// segmentation offload; the others are split before Process. Packet
+// counters then count such a super-packet once.
+func (d *Dataplane) KeepWhole(pkt []byte, _ tunnel.GSOInfo) bool {
+	return d.rw.Untouched(rewrite.Auto, pkt, d.clock.nanos())
+}
+
 // Process implements tunnel.Processor.
 func (d *Dataplane) Process(b *tunnel.Batch) {
 	now := d.clock.nanos() // one reading per batch (rewrite.Process)

@@ -258,3 +258,24 @@ func BenchmarkDataplane(b *testing.B) {
 		<-r.dev.Writes
 	}
 }
+
+func TestDataplaneKeepWhole(t *testing.T) {
+	rw := rewrite.NewRewriter(rewrite.RewriterConfig{})
+	rw.Publish(dpTable(t))
+	var f tunnel.GSOFilter = NewDataplane(rw, 1)
+	for _, tc := range []struct {
+		name string
+		pkt  []byte
+		want bool
+	}{
+		// No context on the pair: the kernel may segment it.
+		{"passthrough", udpPacket(dpHost, dpStranger, "x"), true},
+		// The context's pair is shimmed: must be split and rewritten.
+		{"shimmed context", udpPacket(dpHost, dpPeer, "x"), false},
+		{"truncated", udpPacket(dpHost, dpStranger, "x")[:20], false},
+	} {
+		if got := f.KeepWhole(tc.pkt, tunnel.GSOInfo{}); got != tc.want {
+			t.Errorf("%s: KeepWhole = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

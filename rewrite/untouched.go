@@ -14,6 +14,19 @@ package rewrite
 // updates of Process need complete checksums. Process may still be called
 // on an untouched packet (for the context stamps); it changes nothing.
 func (t *Table) Untouched(dir Direction, pkt []byte) bool {
+	return t.untouched(dir, pkt, nil, 0)
+}
+
+// Untouched is Table.Untouched on the published table that also consults
+// the fallback flow table (design.md §7): a site host's packet to a peer
+// without Shim6 is untouched while its ULID's uplink is up and its flow
+// did not start under another uplink, so passthrough traffic to legacy
+// peers keeps its GSO super-packets whole. now is the clock of Process.
+func (r *Rewriter) Untouched(dir Direction, pkt []byte, now int64) bool {
+	return r.Table().untouched(dir, pkt, r, now)
+}
+
+func (t *Table) untouched(dir Direction, pkt []byte, r *Rewriter, now int64) bool {
 	n := checkIPv6(pkt)
 	if n == 0 {
 		return false
@@ -40,9 +53,32 @@ func (t *Table) Untouched(dir Direction, pkt []byte) bool {
 		if ctx := t.byPair[makePairKey(src, dst)]; ctx != nil && ctx.shimmed {
 			return false
 		}
-		_, fb := t.fbOut[[16]byte(src)]
-		return !fb
+		return !t.fallbackMayTranslate(pkt, &l, r, now)
 	}
 	_, fb := t.fbIn[[16]byte(dst)]
 	return !fb
+}
+
+// fallbackMayTranslate reports whether fallbackOut could translate the
+// outbound pkt; it follows fallbackOut's tests in order. Without r (no
+// flow table) a flow that may have started elsewhere counts as yes.
+func (t *Table) fallbackMayTranslate(pkt []byte, l *layout, r *Rewriter, now int64) bool {
+	h := t.fbOut[[16]byte(pkt[offSrc:offSrc+16])]
+	if h == nil {
+		return false
+	}
+	if _, ok := t.noShim6[[16]byte(pkt[offDst:offDst+16])]; !ok {
+		return false
+	}
+	alt := false
+	for i := range h.n {
+		alt = alt || t.uplinkUp(h.alts[i].uplink)
+	}
+	switch {
+	case !alt:
+		return false
+	case !t.uplinkUp(h.ulidUplink) || r == nil:
+		return true
+	}
+	return r.flows.lookup(r.flows.flowKey(pkt, l), now)
 }
