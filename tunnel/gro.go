@@ -9,6 +9,12 @@ import (
 // walks a batch; a packet of a further flow closes one of them.
 const MaxGROFlows = 16
 
+// groScratch is how many packets per batch a Coalescer may move into
+// spare buffers of MaxPacket bytes when their own buffer cannot grow (the
+// one-MTU buffers segments split in userspace live in): 32 × 64 KiB,
+// allocated on first need.
+const groScratch = 32
+
 const (
 	tcpFlagACK     = 0x10
 	ipv6NextHdrOff = 6
@@ -44,6 +50,16 @@ type Coalescer struct {
 	nflows int
 	next   int // the flow slot to evict when all are open
 	out    []int
+
+	// Spare buffers and the packets moved into them, put back by Restore.
+	scratch [groScratch][]byte
+	moved   [groScratch]movedBuf
+	nmoved  int
+}
+
+type movedBuf struct {
+	i    int
+	orig []byte
 }
 
 // Coalesce examines the packets bufs[i][offset:], each with its
@@ -56,6 +72,10 @@ type Coalescer struct {
 // segments it again (or delivers it whole). Packets of different flows may
 // change order; packets of one flow never do. The returned slice is valid
 // until the next call.
+//
+// A packet whose buffer is too small to grow may be copied into one of the
+// Coalescer's spare buffers (bufs[i] then points there): the caller must
+// call Restore with the same bufs once it has written them.
 func (c *Coalescer) Coalesce(bufs [][]byte, offset int) []int {
 	c.out = c.out[:0]
 	c.nflows, c.next = 0, 0
@@ -200,8 +220,14 @@ func (c *Coalescer) slot(bufs [][]byte, offset int) *groFlow {
 func (c *Coalescer) canAppend(bufs [][]byte, offset int, f *groFlow, pkt []byte, thl, payload int, seq uint32) bool {
 	head := bufs[f.head][offset:]
 	if f.psh || f.short || seq != f.nextSeq || payload > f.size || thl != f.thl ||
-		len(head)+payload > MaxPacket || cap(bufs[f.head]) < offset+len(head)+payload {
+		len(head)+payload > MaxPacket {
 		return false
+	}
+	if cap(bufs[f.head]) < offset+len(head)+payload {
+		if !c.move(bufs, offset, f.head) {
+			return false
+		}
+		head = bufs[f.head][offset:]
 	}
 	// The merged packet carries the head's headers, so everything but the
 	// lengths, sequence number, checksum and PSH must be the same: version,
@@ -254,4 +280,39 @@ func (c *Coalescer) finish(bufs [][]byte, offset int, f *groFlow) {
 		})
 	}
 	f.head = -1
+}
+
+// move copies bufs[i] (virtio-net header and packet) into a spare buffer
+// of offset+MaxPacket bytes and points bufs[i] there; false when none is
+// left for this batch.
+func (c *Coalescer) move(bufs [][]byte, offset, i int) bool {
+	if c.nmoved == groScratch {
+		return false
+	}
+	sb := c.scratch[c.nmoved]
+	if cap(sb) < offset+MaxPacket {
+		sb = make([]byte, offset+MaxPacket)
+		c.scratch[c.nmoved] = sb
+	}
+	b := bufs[i]
+	sb = sb[:len(b)]
+	copy(sb[offset-VirtioHeaderLen:], b[offset-VirtioHeaderLen:])
+	c.moved[c.nmoved] = movedBuf{i: i, orig: b}
+	c.nmoved++
+	bufs[i] = sb
+	return true
+}
+
+// Restore points the packets Coalesce moved into spare buffers back at
+// their own buffers, so that bufs holds the caller's buffers again; call
+// it after writing and before the next Coalesce.
+func (c *Coalescer) Restore(bufs [][]byte) {
+	for k := range c.nmoved {
+		m := &c.moved[k]
+		if m.i < len(bufs) {
+			bufs[m.i] = m.orig
+		}
+		c.moved[k].orig = nil
+	}
+	c.nmoved = 0
 }

@@ -182,8 +182,8 @@ var groCases = []struct {
 		[][]int{{0}, {1}, {2}}},
 	{"udp passes", []segSpec{{udp: true, payload: 100}, {udp: true, payload: 100}}, 0,
 		[][]int{{0}, {1}}},
-	{"no room behind", []segSpec{{seq: 0, payload: 100}, {seq: 100, payload: 100}, {seq: 200, payload: 100}}, 150,
-		[][]int{{0, 1}, {2}}},
+	{"no room behind: moved to a spare buffer", []segSpec{{seq: 0, payload: 100}, {seq: 100, payload: 100}, {seq: 200, payload: 100}}, 150,
+		[][]int{{0, 1, 2}}},
 }
 
 func TestCoalesce(t *testing.T) {
@@ -538,4 +538,47 @@ func sameSeg(a, b []byte) bool {
 		return false
 	}
 	return bytes.Equal(a[:56], b[:56]) && bytes.Equal(a[58:], b[58:])
+}
+
+// TestCoalesceRestore: packets whose buffers cannot grow (segments split
+// into one-MTU buffers) are merged in spare buffers, at most groScratch
+// per batch; Restore gives the caller its own buffers back.
+func TestCoalesceRestore(t *testing.T) {
+	const flows = 40 // more than the 32 spare buffers
+	var pkts [][]byte
+	for f := range flows {
+		for k := range 3 {
+			pkts = append(pkts, buildSeg(segSpec{seq: uint32(k * 100), payload: 100, flow: byte(f)}))
+		}
+	}
+	bufs := groBatch(pkts, make([]tunnel.GSOInfo, len(pkts)), 150)
+	orig := make([]*byte, len(bufs))
+	for i := range bufs {
+		orig[i] = &bufs[i][:1][0]
+	}
+	var c tunnel.Coalescer
+	idx := c.Coalesce(bufs, groOff)
+	merged, grown := 0, 0
+	for _, i := range idx {
+		switch len(bufs[i]) - groOff {
+		case len(pkts[i]) + 200:
+			merged++
+			checkSplit(t, bufs[i][groOff:], decodeHdr(bufs[i][groOff-tunnel.VirtioHeaderLen:]), pkts[i:i+3])
+		case len(pkts[i]) + 100:
+			grown++ // one segment appended in its own room
+		default:
+			if !bytes.Equal(bufs[i][groOff:], pkts[i]) {
+				t.Errorf("packet %d changed", i)
+			}
+		}
+	}
+	if merged != 32 || grown != flows-32 || len(idx) != 32+2*(flows-32) {
+		t.Errorf("merged %d, grown %d, wrote %d; want 32, %d, %d", merged, grown, len(idx), flows-32, 32+2*(flows-32))
+	}
+	c.Restore(bufs)
+	for i := range bufs {
+		if &bufs[i][:1][0] != orig[i] {
+			t.Fatalf("buffer %d not restored", i)
+		}
+	}
 }

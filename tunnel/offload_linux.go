@@ -156,7 +156,9 @@ func (d *Offload) Write(bufs [][]byte, offset int) (int, error) {
 	d.groMu.Lock()
 	defer d.groMu.Unlock()
 	// Never nil: the first packet of a batch is always written.
-	return d.writeEach(bufs, d.gro.Coalesce(bufs, offset), offset)
+	n, err := d.writeEach(bufs, d.gro.Coalesce(bufs, offset), offset)
+	d.gro.Restore(bufs)
+	return n, err
 }
 
 // writeEach writes bufs[i] for every i in idx, or every packet when idx
