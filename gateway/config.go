@@ -112,6 +112,11 @@ type UplinkConfig struct {
 	// route (other than the gateway's own) points out of the interface,
 	// e.g. when the ISP's RA router lifetime runs out.
 	RequireDefaultRoute bool
+	// Withdrawn takes the uplink's locators out of the hosts' locator
+	// lists (an Update Request to every peer, RFC 5533 §10.1) and out of
+	// path choice, as if the uplink were down; for leaving or draining a
+	// provider without a restart. Its LAN /64 stays in the HBA book.
+	Withdrawn bool
 }
 
 // HBAConfig holds the parameters of the HBA address book (RFC 5535).
@@ -284,9 +289,12 @@ type ReloadPlan struct {
 	// PrefixesChanged: a provider prefix changed (its LAN /64 still
 	// inside it): the "from P_X" rules and the fast table follow.
 	PrefixesChanged bool
-	TimersChanged   bool
-	PolicyChanged   bool
-	LogChanged      bool
+	// WithdrawnChanged: an uplink was withdrawn or restored: the engine
+	// sends the peers the new locator lists.
+	WithdrawnChanged bool
+	TimersChanged    bool
+	PolicyChanged    bool
+	LogChanged       bool
 }
 
 // ErrNeedsRestart is returned by PlanReload when a key that only applies
@@ -294,7 +302,8 @@ type ReloadPlan struct {
 var ErrNeedsRestart = errors.New("config: change needs a restart")
 
 // PlanReload compares the running configuration c with next. Provider
-// prefixes, timers, policy and logging may change on SIGHUP; the
+// prefixes, withdrawn uplinks, timers, policy and logging may change on
+// SIGHUP; the
 // interfaces, LAN prefixes (they fix the HBA book and so the ULIDs), TUN,
 // admin listener, HBA book and rule placement may not, because the open
 // contexts and installed rules depend on them.
@@ -322,7 +331,11 @@ func (c *Config) PlanReload(next *Config) (ReloadPlan, error) {
 		if a.Prefix != b.Prefix {
 			p.PrefixesChanged = true
 		}
+		if a.Withdrawn != b.Withdrawn {
+			p.WithdrawnChanged = true
+		}
 		a.Prefix, a.LANPrefix, b.Prefix, b.LANPrefix = netip.Prefix{}, netip.Prefix{}, netip.Prefix{}, netip.Prefix{}
+		a.Withdrawn, b.Withdrawn = false, false
 		if a != b {
 			return p, restart(fmt.Sprintf("uplinks[%d]", i))
 		}

@@ -348,6 +348,7 @@ func (d *decoder) uplinks(key string, v *yaml.Node) {
 			"mtu":                   d.integer(&u.MTU),
 			"accept_ra":             d.boolean(&u.AcceptRA),
 			"require_default_route": d.boolean(&u.RequireDefaultRoute),
+			"withdrawn":             d.boolean(&u.Withdrawn),
 		})
 		d.cfg.Uplinks = append(d.cfg.Uplinks, u)
 	}
@@ -452,7 +453,11 @@ func (d *decoder) validateUplinks() {
 		d.bad("uplinks", "at most %d uplinks, got %d", MaxUplinks, len(c.Uplinks))
 	}
 	names, ifs := map[string]int{}, map[string]int{}
+	live := 0
 	for i, u := range c.Uplinks {
+		if !u.Withdrawn {
+			live++
+		}
 		p := fmt.Sprintf("uplinks[%d]", i)
 		if d.required(p, "name") {
 			if !labelRE.MatchString(u.Name) {
@@ -498,6 +503,10 @@ func (d *decoder) validateUplinks() {
 		if u.MTU < 1280 || u.MTU > 65535 {
 			d.bad(p+".mtu", "%d is not in 1280..65535", u.MTU)
 		}
+	}
+	if live == 0 && len(c.Uplinks) > 0 {
+		// The hosts need a locator to reach their peers by.
+		d.bad(fmt.Sprintf("uplinks[%d].withdrawn", len(c.Uplinks)-1), "every uplink is withdrawn, at least one must stay")
 	}
 }
 

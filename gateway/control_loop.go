@@ -43,6 +43,10 @@ type controlLoop struct {
 	noShim6 map[netip.Addr]netip.Addr
 	lastRTT map[shim6.ContextTag]time.Duration
 
+	// linkDown is the monitor's view of the uplinks; down (what the
+	// engine and the fast table see) adds the withdrawn ones.
+	linkDown map[string]bool
+
 	// observeEvery is the traffic-stamp poll interval; a reload of the
 	// timers may change it.
 	observeEvery time.Duration
@@ -76,10 +80,13 @@ func newControlLoop(c *Controller, cfg *Config, m *Metrics, log *slog.Logger) (*
 		c: c, cfg: cfg, log: log, metrics: m, eng: eng, site: s,
 		entries: map[ctxKey]shim6.ContextUpdate{}, stamps: map[shim6.ContextTag]*rewrite.Stamps{},
 		seen: map[shim6.ContextTag][2]int64{}, down: map[string]bool{}, noShim6: map[netip.Addr]netip.Addr{},
-		lastRTT: map[shim6.ContextTag]time.Duration{},
-		pkt:     make([]byte, 0, shim6.IPv6HeaderLen+shim6.MaxMessageLen),
+		lastRTT:  map[shim6.ContextTag]time.Duration{},
+		linkDown: map[string]bool{},
+		pkt:      make([]byte, 0, shim6.IPv6HeaderLen+shim6.MaxMessageLen),
 	}
 	c.uplinkUp.Store(int32(len(cfg.Uplinks)))
+	// No context exists yet: this only trims the hosts' locator lists.
+	l.withdraw(time.Now(), nil)
 	l.publishTable()
 	return l, nil
 }
@@ -219,10 +226,33 @@ func (l *controlLoop) notice(now time.Time, n rewrite.Notice) {
 
 // uplink turns a monitor event into the engine's uplink event.
 func (l *controlLoop) uplink(now time.Time, e UplinkEvent) {
-	if l.down[e.Uplink] == !e.Up {
+	if l.linkDown[e.Uplink] == !e.Up {
 		return
 	}
-	l.down[e.Uplink] = !e.Up
+	l.linkDown[e.Uplink] = !e.Up
+	if e.Up {
+		l.log.Info("uplink up", "uplink", e.Uplink)
+	} else {
+		l.log.Info("uplink down", "uplink", e.Uplink, "reason", e.Reason)
+	}
+	l.setDown(now, e.Uplink)
+}
+
+// setDown brings the engine and the fast table to an uplink's state:
+// down while the monitor reports it down or the configuration withdraws
+// it, so a withdrawn uplink gets no new flows (path choice, the fallback
+// of design.md §7) exactly like a dead one.
+func (l *controlLoop) setDown(now time.Time, name string) {
+	down := l.linkDown[name]
+	for _, u := range l.cfg.Uplinks {
+		if u.Name == name && u.Withdrawn {
+			down = true
+		}
+	}
+	if l.down[name] == down {
+		return
+	}
+	l.down[name] = down
 	l.tableDirty = true
 	up := 0
 	for _, u := range l.cfg.Uplinks {
@@ -231,23 +261,86 @@ func (l *controlLoop) uplink(now time.Time, e UplinkEvent) {
 		}
 	}
 	l.c.uplinkUp.Store(int32(up))
-	if e.Up {
-		l.log.Info("uplink up", "uplink", e.Uplink)
-		l.apply(l.eng.UplinkUp(now, e.Uplink))
+	if down {
+		l.apply(l.eng.UplinkDown(now, name))
 	} else {
-		l.log.Info("uplink down", "uplink", e.Uplink, "reason", e.Reason)
-		l.apply(l.eng.UplinkDown(now, e.Uplink))
+		l.apply(l.eng.UplinkUp(now, name))
 	}
+}
+
+// withdraw applies the configuration's withdrawn uplinks; old is the
+// previous configuration (nil at start: nothing withdrawn). The hosts'
+// locator lists lose the withdrawn uplinks' addresses, and the engine
+// sends the new lists to the peer of every established context and moves
+// contexts off a removed locator (RFC 5533 §10.1, RFC 5534 §6.5).
+// Restoring puts the addresses back: they are still in the HBA set, so
+// the peers' HBA check accepts them (RFC 5535 §7.2). A ULID stays in the
+// list (RFC 5533 §2: ULID(A) is always one member of Ls(A)); on a
+// withdrawn uplink it is flagged BROKEN instead (RFC 5533 §5.15.3), so
+// the peers stop sending to it.
+func (l *controlLoop) withdraw(now time.Time, old *Config) {
+	was := func(i int) bool { return old != nil && i < len(old.Uplinks) && old.Uplinks[i].Withdrawn }
+	changed := false
+	for i, u := range l.cfg.Uplinks {
+		changed = changed || u.Withdrawn != was(i)
+	}
+	if !changed {
+		return
+	}
+	// Restored uplinks first, so contexts leaving a withdrawn locator
+	// may explore onto them.
+	for i, u := range l.cfg.Uplinks {
+		if !u.Withdrawn && was(i) {
+			l.setDown(now, u.Name)
+		}
+	}
+	hosts := make([]shim6.LocalHost, len(l.site.hosts))
+	for i, h := range l.site.hosts {
+		hosts[i] = h
+		hosts[i].Locators = l.liveLocators(h)
+	}
+	a, err := l.eng.UpdateLocalHosts(now, hosts)
+	l.apply(a)
+	if err != nil {
+		l.log.Error("locator update not applied", "err", err)
+	}
+	for i, u := range l.cfg.Uplinks {
+		if u.Withdrawn {
+			l.apply(l.eng.SetUplinkPreference(now, u.Name, shim6.LocatorPreference{Flags: shim6.FlagBroken}))
+			l.setDown(now, u.Name)
+		}
+		if u.Withdrawn != was(i) {
+			l.log.Info("uplink locators", "uplink", u.Name, "withdrawn", u.Withdrawn)
+		}
+	}
+}
+
+// liveLocators returns h's locators without those of withdrawn uplinks
+// (its ULID always stays); the book lists a host's addresses in uplink
+// order, one per LAN prefix.
+func (l *controlLoop) liveLocators(h shim6.LocalHost) []netip.Addr {
+	out := make([]netip.Addr, 0, len(h.Locators))
+	for i, a := range h.Locators {
+		if a == h.ULID || i >= len(l.cfg.Uplinks) || !l.cfg.Uplinks[i].Withdrawn {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // reload applies an accepted SIGHUP configuration: timers and policy go
 // to the engine at once (open contexts stay), a changed provider prefix
-// reaches the fast table (the daemon already moved the rules). PlanReload
+// reaches the fast table (the daemon already moved the rules), a
+// withdrawn or restored uplink becomes a locator update. PlanReload
 // refuses a changed LAN prefix (a new HBA book, RFC 5535 §8.1), so the
-// engine's hosts and locators never change here.
+// engine's hosts and ULIDs never change here.
 func (l *controlLoop) reload(now time.Time, r Reload) {
+	old := l.cfg
 	l.cfg = r.Config
 	l.tableDirty = true
+	if r.Plan.WithdrawnChanged {
+		l.withdraw(now, old)
+	}
 	if r.Plan.TimersChanged {
 		if err := l.eng.SetTimers(r.Config.Timers.Engine()); err != nil {
 			l.log.Error("timers not applied", "err", err)
@@ -263,7 +356,8 @@ func (l *controlLoop) reload(now time.Time, r Reload) {
 	// The engine's deadlines may have moved.
 	l.apply(l.eng.Tick(now))
 	l.log.Info("control plane reloaded", "prefixes_changed", r.Plan.PrefixesChanged,
-		"timers_changed", r.Plan.TimersChanged, "policy_changed", r.Plan.PolicyChanged)
+		"withdrawn_changed", r.Plan.WithdrawnChanged, "timers_changed", r.Plan.TimersChanged,
+		"policy_changed", r.Plan.PolicyChanged)
 }
 
 // observe feeds the engine the contexts' traffic stamps that moved since

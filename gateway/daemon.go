@@ -273,7 +273,8 @@ loop:
 			}
 			cfg = next
 			log.Info("config reloaded", "prefixes_changed", plan.PrefixesChanged,
-				"timers_changed", plan.TimersChanged, "policy_changed", plan.PolicyChanged)
+				"timers_changed", plan.TimersChanged, "policy_changed", plan.PolicyChanged,
+				"withdrawn_changed", plan.WithdrawnChanged)
 			select {
 			case reloads <- Reload{Config: next, Plan: plan}:
 			case <-runCtx.Done():

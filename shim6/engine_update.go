@@ -141,7 +141,7 @@ func (e *Engine) sendUpdate(c *context) {
 	if len(h.pds) > 0 {
 		e.out.buf = AppendCGAPDS(e.out.buf, h.pds)
 	}
-	e.emit(c.lp, c.pp, start)
+	e.emit(e.updateSource(c), c.pp, start)
 	e.payloadOut(c, nt(e.now)) // control messages count as payload (RFC 5534 §6.1)
 	d := e.backoff(e.t.UpdateTimeout, u.retries)
 	if d > nanotime(e.t.MaxUpdateTimeout) {
@@ -151,6 +151,24 @@ func (e *Engine) sendUpdate(c *context) {
 		u.retries++
 	}
 	u.next = nt(e.now) + d
+}
+
+// updateSource is the source of an Update Request: the current local
+// locator, or, when the new list dropped it (an uplink withdrawn), a
+// usable one that stays. The peer acknowledges to the source (RFC 5533
+// §10.4), and an Update Ack to a locator we no longer own would be
+// dropped, leaving the request to be retransmitted.
+func (e *Engine) updateSource(c *context) netip.Addr {
+	h := c.host
+	if h.index(c.lp) >= 0 {
+		return c.lp
+	}
+	for i, l := range h.locs {
+		if e.locUsable(h, i) {
+			return l
+		}
+	}
+	return c.lp
 }
 
 // onUpdateRequest applies the peer's new locators or preferences and
