@@ -567,9 +567,9 @@ type ctxKey struct {
 }
 
 // tableConfig describes the fast table for the current state: the
-// published contexts (with the Stamps they keep across tables), uplink
-// states, the book's fallback locators and the peers known not to speak
-// Shim6.
+// published contexts (forked ones inbound-only, with the Stamps they keep
+// across tables), uplink states, the book's fallback locators and the
+// peers known not to speak Shim6.
 func (l *controlLoop) tableConfig() rewrite.Config {
 	rc := rewrite.Config{
 		SitePrefixes: l.cfg.LANPrefixes(),
@@ -581,11 +581,6 @@ func (l *controlLoop) tableConfig() rewrite.Config {
 		rc.Uplinks = append(rc.Uplinks, rewrite.Uplink{Prefix: u.Prefix, MTU: u.MTU, Down: l.down[u.Name]})
 	}
 	for k, u := range l.entries {
-		// The fast table is keyed by ULID pair: a forked context (FII ≠
-		// 0, RFC 5533 §5.15.3) shares its pair and is not offloaded.
-		if k.fii != 0 {
-			continue
-		}
 		st := l.stamps[u.LocalTag]
 		if st == nil {
 			st = new(rewrite.Stamps)
@@ -595,6 +590,10 @@ func (l *controlLoop) tableConfig() rewrite.Config {
 			LocalULID: u.LocalULID, PeerULID: u.PeerULID, LocalTag: u.LocalTag, PeerTag: u.PeerTag,
 			LocalLocator: u.LocalLocator, PeerLocator: u.PeerLocator,
 			LocalLocators: u.LocalLocators, PeerLocators: u.PeerLocators, Stamps: st,
+			// A forked context (FII ≠ 0, RFC 5533 §4.2) shares the ULID
+			// pair of the FII 0 one. LAN hosts cannot pick a fork, so it
+			// only strips and stamps what the peer sends on its tag.
+			InboundOnly: k.fii != 0,
 		})
 	}
 	for p := range l.noShim6 {

@@ -23,6 +23,7 @@ func benchConfig() rewrite.Config {
 	for i := range cfg.Uplinks {
 		cfg.Uplinks[i].MTU = 9000
 	}
+	cfg.Contexts = append(cfg.Contexts, forkedContext())
 	return cfg
 }
 
@@ -41,6 +42,10 @@ var pathCases = []pathCase{
 	{"inbound_shim", rewrite.Inbound, rewrite.PathInboundShim, func(n int) []byte {
 		p := sized(peerULID, hostULID, n-8)
 		return ip6(peerLoc, hostLoc, 17, p[40:], shimHdr(tagLocal))
+	}},
+	{"inbound_forked", rewrite.Inbound, rewrite.PathInboundShim, func(n int) []byte {
+		p := sized(peerULID, hostULID, n-8)
+		return ip6(peerLoc, hostLoc, 17, p[40:], shimHdr(tagFork))
 	}},
 	{"control_divert", rewrite.Inbound, rewrite.PathControl, func(n int) []byte {
 		return ip6(peerLoc, hostLoc, 59, pattern(n-48), ext{140, []byte{byte((n-40)/8 - 1), 0x42, 0, 0, 0, 0, 0}})

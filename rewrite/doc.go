@@ -25,6 +25,9 @@
 // Rewriter.Publish; workers read it through an atomic pointer without locks.
 // Per-context traffic stamps (Stamps) are shared between successive tables
 // so that REAP (RFC 5534) sees continuous last-sent / last-received times.
+// Outbound packets find their context by ULID pair, inbound payload by
+// CT(local); a forked context (FII ≠ 0, RFC 5533 §4.2) is InboundOnly: it
+// shares the pair of the FII 0 context and is found by its tag only.
 //
 //	outbound (LAN → uplink), context with a shimmed pair:
 //

@@ -20,6 +20,7 @@ func fuzzSeeds() [][]byte {
 		ip6(peerLoc, hostLoc, 6, seg, shimHdr(tagLocal)),
 		ip6(peerLoc, hostLoc, 6, seg, hbh(), shimHdr(tagLocal)),
 		ip6(peerLoc, hostLoc, 6, seg, frag(0), shimHdr(tagLocal)),
+		ip6(peerLoc, hostLoc, 6, seg, shimHdr(tagFork)),
 		ip6(peerLoc, hostLoc, 59, pattern(8), ext{140, []byte{1, 0x42, 0, 0, 0, 0, 0}}),
 		ip6(fbHost, legacy, 17, udp(fbHost, legacy, 1, pattern(9), false)),
 		ip6(legacy, fbHostLoc, 17, udp(legacy, fbHostLoc, 1, pattern(9), true)),
@@ -40,6 +41,7 @@ func FuzzRewrite(f *testing.F) {
 	}
 	cfg := siteConfig(true)
 	cfg.Uplinks[1].MTU = 1280
+	cfg.Contexts = append(cfg.Contexts, forkedContext())
 	tab, err := rewrite.NewTable(cfg)
 	if err != nil {
 		f.Fatal(err)

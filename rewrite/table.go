@@ -13,8 +13,9 @@ import (
 var (
 	// ErrBadConfig: an address, prefix, tag or MTU in the Config is invalid.
 	ErrBadConfig = errors.New("rewrite: bad table config")
-	// ErrDuplicate: two contexts share a ULID pair or a local context tag,
-	// or two fallback entries share a ULID or locator.
+	// ErrDuplicate: two contexts that are not InboundOnly share a ULID
+	// pair, two contexts share a local context tag, or two fallback
+	// entries share a ULID or locator.
 	ErrDuplicate = errors.New("rewrite: duplicate table key")
 )
 
@@ -45,6 +46,12 @@ type ContextConfig struct {
 	LocalLocators, PeerLocators []netip.Addr
 	// Stamps are shared with the control plane; nil allocates fresh ones.
 	Stamps *Stamps
+	// InboundOnly marks a forked context (FII ≠ 0, RFC 5533 §4.2): it
+	// shares its ULID pair with the default context, so it is found only
+	// by CT(local) for received payload. Forking applies to sending only
+	// and LAN hosts cannot choose a fork, so outbound packets of the pair
+	// use the pair's other context.
+	InboundOnly bool
 }
 
 // Uplink is one provider link: the prefix its locators live under, its
@@ -92,6 +99,7 @@ type Context struct {
 	mtu                 int
 	stamps              *Stamps
 	samePeerTag         *Context // chain of contexts sharing CT(peer)
+	inboundOnly         bool
 }
 
 // Config returns the context's description (slices shared; don't modify).
@@ -103,6 +111,9 @@ func (c *Context) Stamps() *Stamps { return c.stamps }
 // Shimmed reports whether the current locator pair differs from the ULID
 // pair, so that packets carry the payload header.
 func (c *Context) Shimmed() bool { return c.shimmed }
+
+// InboundOnly reports whether the context is only found by CT(local).
+func (c *Context) InboundOnly() bool { return c.inboundOnly }
 
 // MTU is the MTU of the uplink of the current local locator.
 func (c *Context) MTU() int { return c.mtu }
@@ -244,12 +255,13 @@ func (t *Table) addContext(cc *ContextConfig) error {
 		return fmt.Errorf("%w: context tag beyond 47 bits", ErrBadConfig)
 	}
 	c := &Context{
-		cfg:       *cc,
-		localULID: cc.LocalULID.As16(),
-		peerULID:  cc.PeerULID.As16(),
-		localLoc:  cc.LocalLocator.As16(),
-		peerLoc:   cc.PeerLocator.As16(),
-		stamps:    cc.Stamps,
+		cfg:         *cc,
+		localULID:   cc.LocalULID.As16(),
+		peerULID:    cc.PeerULID.As16(),
+		localLoc:    cc.LocalLocator.As16(),
+		peerLoc:     cc.PeerLocator.As16(),
+		stamps:      cc.Stamps,
+		inboundOnly: cc.InboundOnly,
 	}
 	if c.stamps == nil {
 		c.stamps = new(Stamps)
@@ -273,14 +285,19 @@ func (t *Table) addContext(cc *ContextConfig) error {
 		c.mtu = t.uplinks[u].MTU
 	}
 	k := makePairKey(c.localULID[:], c.peerULID[:])
-	if _, dup := t.byPair[k]; dup {
+	if _, dup := t.byPair[k]; dup && !c.inboundOnly {
 		return fmt.Errorf("%w: ulid pair %v %v", ErrDuplicate, cc.LocalULID, cc.PeerULID)
 	}
 	if _, dup := t.byTag[cc.LocalTag]; dup {
 		return fmt.Errorf("%w: local context tag %#x", ErrDuplicate, uint64(cc.LocalTag))
 	}
-	t.byPair[k] = c
 	t.byTag[cc.LocalTag] = c
+	if c.inboundOnly {
+		// Never in byPeerTag either: ICMPv6 errors quote packets we sent
+		// (RFC 5533 §8), and none is sent on this context.
+		return nil
+	}
+	t.byPair[k] = c
 	c.samePeerTag = t.byPeerTag[cc.PeerTag]
 	t.byPeerTag[cc.PeerTag] = c
 	return nil
@@ -346,7 +363,8 @@ func (t *Table) DirectionOf(pkt []byte) Direction {
 	return Inbound
 }
 
-// LookupPair returns the context of a ULID pair, or nil.
+// LookupPair returns the context that sends for a ULID pair (never an
+// InboundOnly one), or nil.
 func (t *Table) LookupPair(local, peer netip.Addr) *Context {
 	l, p := local.As16(), peer.As16()
 	return t.byPair[makePairKey(l[:], p[:])]
@@ -358,5 +376,5 @@ func (t *Table) LookupTag(tag shim6.ContextTag) *Context { return t.byTag[tag] }
 // MSS is the value TCP MSS options are clamped to.
 func (t *Table) MSS() int { return int(t.mss) }
 
-// Len returns the number of contexts.
-func (t *Table) Len() int { return len(t.byPair) }
+// Len returns the number of contexts, InboundOnly ones included.
+func (t *Table) Len() int { return len(t.byTag) }
