@@ -65,33 +65,14 @@ func runHandshake(tb testing.TB, a, b *Engine, now time.Time, la, lb netip.Addr,
 }
 
 func BenchmarkHandshake(b *testing.B) {
-	sa, sb := benchSite("a", 1), benchSite("b", 1)
-	ca, cb := simConfig(sa, acceptAll{}, 1, Timers{}), simConfig(sb, acceptAll{}, 2, Timers{})
-	ea, _ := NewEngine(ca)
-	eb, _ := NewEngine(cb)
-	la, lb := sa.hosts[0].ULID, sb.hosts[0].ULID
-	now := simEpoch
-	var q []OutPacket
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		if n := runHandshake(b, ea, eb, now, la, lb, &q); n != 4 {
-			b.Fatalf("handshake took %d messages", n)
-		}
-		ea.Teardown(now, la, lb)
-		eb.Teardown(now, lb, la)
-		now = now.Add(time.Microsecond)
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "handshakes/s")
+	benchHandshakes(b, benchSite("a", 1), benchSite("b", 1), acceptAll{})
 }
 
 func BenchmarkContextMemory(b *testing.B) {
 	n := *benchContexts
 	for i := 0; i < b.N; i++ {
 		sa, sb := benchSite("a", 1), benchSite("b", n)
-		ea, _ := NewEngine(simConfig(sa, acceptAll{}, 1, Timers{}))
-		eb, _ := NewEngine(simConfig(sb, acceptAll{}, 2, Timers{}))
+		ea, eb := benchEngines(b, sa, sb, acceptAll{})
 		var q []OutPacket
 		runtime.GC()
 		var m0, m1 runtime.MemStats
@@ -142,8 +123,7 @@ func BenchmarkObserveTraffic(b *testing.B) {
 // local tag.
 func establishedEngine(tb testing.TB) (*Engine, ContextTag) {
 	sa, sb := benchSite("a", 1), benchSite("b", 1)
-	ea, _ := NewEngine(simConfig(sa, acceptAll{}, 1, Timers{}))
-	eb, _ := NewEngine(simConfig(sb, acceptAll{}, 2, Timers{}))
+	ea, eb := benchEngines(tb, sa, sb, acceptAll{})
 	var q []OutPacket
 	if runHandshake(tb, ea, eb, simEpoch, sa.hosts[0].ULID, sb.hosts[0].ULID, &q) != 4 {
 		tb.Fatal("handshake failed")

@@ -108,10 +108,7 @@ type fuzzPkt struct {
 }
 
 func newFuzzPair(tb testing.TB) *fuzzPair {
-	sa, sb := newSite("a", 2), newSite("b", 2)
-	v := &fakeVerifier{sets: map[netip.Addr][]netip.Addr{}}
-	sa.register(v)
-	sb.register(v)
+	sa, sb, v := verifiedSites(2)
 	f := &fuzzPair{now: simEpoch, verifier: v}
 	for i, s := range []site{sa, sb} {
 		cfg := simConfig(s, v, byte(i+1), Timers{})

@@ -67,15 +67,11 @@ func hbaSite(t testing.TB, x string, n int, seed uint64) site {
 
 func TestSimRealHBA(t *testing.T) {
 	sa, sb := hbaSite(t, "a", 1, 1), hbaSite(t, "b", 1, 2)
-	net := newSimNet(t, 50)
-	a := net.addNode("A", simConfig(sa, hbaVerifier{}, 1, Timers{}))
-	b := net.addNode("B", simConfig(sb, hbaVerifier{}, 2, Timers{}))
+	net, a, b := simPair(t, 50, sa, sb, hbaVerifier{}, Timers{}, Timers{})
 	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
 	a.apply(a.e.Initiate(net.now, ua, ub))
 	net.runFor(time.Second)
-	if got, want := joinTypes(net.types(false)), "A>B I1, B>A R1, A>B I2, B>A R2"; got != want {
-		t.Fatalf("messages %s, want %s", got, want)
-	}
+	wantTypes(t, net, "A>B I1", "B>A R1", "A>B I2", "B>A R2")
 	checkPair(t, a, b, ua, ub)
 	cb, _ := b.e.Context(ub, ua)
 	if len(cb.PeerLocators) != 2 || cb.PeerLocators[1] != sa.hosts[0].Locators[1] {
@@ -109,9 +105,7 @@ func TestSimRealHBAForgedLocator(t *testing.T) {
 	b := net.addNode("B", simConfig(sb, hbaVerifier{}, 2, Timers{}))
 	a.apply(a.e.Initiate(net.now, forged.ULID, sb.hosts[0].ULID))
 	net.runFor(2 * time.Second)
-	if got, want := joinTypes(net.types(false)), "A>B I1, B>A R1, A>B I2, B>A Error"; got != want {
-		t.Fatalf("messages %s, want %s", got, want)
-	}
+	wantTypes(t, net, "A>B I1", "B>A R1", "A>B I2", "B>A Error")
 	if b.e.Len() != 0 {
 		t.Error("B created a context for a forged HBA locator")
 	}
@@ -129,22 +123,5 @@ func TestSimRealHBAForgedLocator(t *testing.T) {
 // BenchmarkHandshakeHBA is BenchmarkHandshake with real HBA verification
 // of both locator lists (Sec 0, two locators each).
 func BenchmarkHandshakeHBA(b *testing.B) {
-	sa, sb := hbaSite(b, "a", 1, 1), hbaSite(b, "b", 1, 2)
-	ea, _ := NewEngine(simConfig(sa, hbaVerifier{}, 1, Timers{}))
-	eb, _ := NewEngine(simConfig(sb, hbaVerifier{}, 2, Timers{}))
-	la, lb := sa.hosts[0].ULID, sb.hosts[0].ULID
-	now := simEpoch
-	var q []OutPacket
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		if n := runHandshake(b, ea, eb, now, la, lb, &q); n != 4 {
-			b.Fatalf("handshake took %d messages", n)
-		}
-		ea.Teardown(now, la, lb)
-		eb.Teardown(now, lb, la)
-		now = now.Add(time.Microsecond)
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "handshakes/s")
+	benchHandshakes(b, hbaSite(b, "a", 1, 1), hbaSite(b, "b", 1, 2), hbaVerifier{})
 }

@@ -80,9 +80,7 @@ func TestSetTimersValidatorRekey(t *testing.T) {
 		t.Errorf("validators not re-keyed: interval %d per epoch %d", b.e.val.interval, b.e.val.perEpoch)
 	}
 	ua, ub := sa.hosts[1].ULID, sb.hosts[1].ULID
-	a.apply(a.e.Initiate(net.now, ua, ub))
-	net.runFor(time.Second)
-	checkPair(t, a, b, ua, ub)
+	establish(t, net, a, b, ua, ub)
 }
 
 // SetPolicy: with Packets 3 the third packet of a pair starts the

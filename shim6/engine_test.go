@@ -36,10 +36,7 @@ func TestSimCleanHandshake(t *testing.T) {
 	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
 	a.apply(a.e.Initiate(net.now, ua, ub))
 	net.runFor(time.Second)
-	want := []string{"A>B I1", "B>A R1", "A>B I2", "B>A R2"}
-	if d := cmp.Diff(want, net.types(false)); d != "" {
-		t.Fatalf("messages (-want +got):\n%s", d)
-	}
+	wantTypes(t, net, "A>B I1", "B>A R1", "A>B I2", "B>A R2")
 	checkPair(t, a, b, ua, ub)
 	// Four one-way delays of 10 ms.
 	if got := a.firstEvent(EventContextUp); got != 40*time.Millisecond {
@@ -64,7 +61,7 @@ func TestSimHandshakeUnderLoss(t *testing.T) {
 	const runs = 30
 	for seed := uint64(1); seed <= runs; seed++ {
 		net, a, b, sa, sb, _ := twoSites(t, seed, 1, Timers{})
-		net.rules = []linkRule{{src: netip.MustParsePrefix("::/0"), dst: netip.MustParsePrefix("::/0"), loss: 0.3}}
+		net.rules = everywhere(linkRule{loss: 0.3})
 		ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
 		a.apply(a.e.Initiate(net.now, ua, ub))
 		net.runFor(5 * time.Minute)
@@ -102,7 +99,7 @@ func TestSimHandshakeUnderLoss(t *testing.T) {
 func TestSimHandshakeDuplicationReordering(t *testing.T) {
 	for seed := uint64(1); seed <= 10; seed++ {
 		net, a, b, sa, sb, _ := twoSites(t, seed, 3, Timers{})
-		net.rules = []linkRule{{src: netip.MustParsePrefix("::/0"), dst: netip.MustParsePrefix("::/0"), dup: 0.5, reorder: 50 * time.Millisecond}}
+		net.rules = everywhere(linkRule{dup: 0.5, reorder: 50 * time.Millisecond})
 		for i := range 3 {
 			a.apply(a.e.Initiate(net.now, sa.hosts[i].ULID, sb.hosts[i].ULID))
 		}
@@ -122,10 +119,7 @@ func TestSimSimultaneousInitiation(t *testing.T) {
 	a.apply(a.e.Initiate(net.now, ua, ub))
 	b.apply(b.e.Initiate(net.now, ub, ua))
 	net.runFor(10 * time.Second)
-	want := []string{"A>B I1", "B>A I1", "B>A R2", "A>B R2"}
-	if d := cmp.Diff(want, net.types(false)); d != "" {
-		t.Fatalf("messages (-want +got):\n%s", d)
-	}
+	wantTypes(t, net, "A>B I1", "B>A I1", "B>A R2", "A>B R2")
 	checkPair(t, a, b, ua, ub)
 	if got := a.firstEvent(EventContextUp); got != 20*time.Millisecond {
 		t.Errorf("up at %v, want 20ms (crossing I1s)", got)
@@ -135,15 +129,12 @@ func TestSimSimultaneousInitiation(t *testing.T) {
 func TestSimRestartRecovery(t *testing.T) {
 	net, a, b, sa, sb, v := twoSites(t, 4, 1, Timers{})
 	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
-	a.apply(a.e.Initiate(net.now, ua, ub))
-	net.runFor(time.Second)
-	checkPair(t, a, b, ua, ub)
+	establish(t, net, a, b, ua, ub)
 	old, _ := a.e.Context(ua, ub)
 
 	// The path moves off the ULIDs first so payload carries the header,
 	// then B loses all state (restart / HA takeover with the same secret).
-	net.rules = []linkRule{{src: netip.MustParsePrefix("2001:db8:a1::/48"), dst: netip.MustParsePrefix("::/0"), down: true},
-		{src: netip.MustParsePrefix("::/0"), dst: netip.MustParsePrefix("2001:db8:a1::/48"), down: true}}
+	net.rules = blackhole("2001:db8:a1::/48")
 	a.apply(a.e.UplinkDown(net.now, "upa1"))
 	stop := net.now.Add(40 * time.Second)
 	net.flow(a, ua, b, ub, 200*time.Millisecond, stop)
@@ -195,10 +186,7 @@ func TestSimRestartThenI1(t *testing.T) {
 	net.log = nil
 	b.apply(b.e.Initiate(net.now, ub, ua))
 	net.runFor(time.Second)
-	want := []string{"B>A I1", "A>B R1", "B>A I2", "A>B R2"}
-	if d := cmp.Diff(want, net.types(false)); d != "" {
-		t.Fatalf("messages (-want +got):\n%s", d)
-	}
+	wantTypes(t, net, "B>A I1", "A>B R1", "B>A I2", "A>B R2")
 	checkPair(t, a, b, ua, ub)
 	if a.e.Len() != 1 {
 		t.Errorf("A has %d contexts, want 1", a.e.Len())
@@ -206,10 +194,7 @@ func TestSimRestartThenI1(t *testing.T) {
 }
 
 func TestSimForgedLocatorRefused(t *testing.T) {
-	sa, sb := newSite("a", 1), newSite("b", 1)
-	v := &fakeVerifier{sets: map[netip.Addr][]netip.Addr{}}
-	sa.register(v)
-	sb.register(v)
+	sa, sb, v := verifiedSites(1)
 	// A claims a locator that is not in its HBA set.
 	forged := sa.hosts[0]
 	forged.Locators = append(append([]netip.Addr(nil), forged.Locators...), netip.MustParseAddr("2001:db8:a2:1::dead"))
@@ -221,10 +206,7 @@ func TestSimForgedLocatorRefused(t *testing.T) {
 	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
 	a.apply(a.e.Initiate(net.now, ua, ub))
 	net.runFor(2 * time.Second)
-	want := []string{"A>B I1", "B>A R1", "A>B I2", "B>A Error"}
-	if d := cmp.Diff(want, net.types(false)); d != "" {
-		t.Fatalf("messages (-want +got):\n%s", d)
-	}
+	wantTypes(t, net, "A>B I1", "B>A R1", "A>B I2", "B>A Error")
 	if b.e.Len() != 0 {
 		t.Errorf("B created %d contexts for a forged locator list", b.e.Len())
 	}
@@ -426,10 +408,7 @@ func TestSimInitiateWithULIDUplinkDown(t *testing.T) {
 	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
 	a.apply(a.e.Initiate(net.now, ua, ub))
 	net.runFor(time.Second)
-	want := "A>B I1, B>A R1, A>B I2, B>A R2"
-	if got := joinTypes(net.types(false)); got != want {
-		t.Fatalf("messages %s, want %s", got, want)
-	}
+	wantTypes(t, net, "A>B I1", "B>A R1", "A>B I2", "B>A R2")
 	i1, _ := ParseMessage(net.log[0].msg)
 	if _, _, ok := i1.Option(OptULIDPair); !ok || !onPrefix(net.log[0].src, "2001:db8:a2::/48") {
 		t.Errorf("I1 from %v, ULID Pair option %v", net.log[0].src, ok)
@@ -446,9 +425,7 @@ func TestSimRecoveryUnderLoss(t *testing.T) {
 	for seed := uint64(60); seed < 75; seed++ {
 		net, a, b, sa, sb, v := twoSites(t, seed, 1, Timers{})
 		ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
-		a.apply(a.e.Initiate(net.now, ua, ub))
-		net.runFor(time.Second)
-		checkPair(t, a, b, ua, ub)
+		establish(t, net, a, b, ua, ub)
 		a.apply(a.e.UplinkDown(net.now, "upa1"))
 		net.rules = append(blackhole("2001:db8:a1::/48"), linkRule{src: all, dst: all, loss: 0.2})
 		net.flow(a, ua, b, ub, 200*time.Millisecond, net.now.Add(3*time.Minute))

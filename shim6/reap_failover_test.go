@@ -143,9 +143,7 @@ func failoverRun(t *testing.T, seed uint64, send, poll, after time.Duration, inj
 	t.Helper()
 	net, a, b, sa, sb, _ := twoSites(t, seed, 1, labLikeTimers(send))
 	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
-	a.apply(a.e.Initiate(net.now, ua, ub))
-	net.runFor(time.Second)
-	checkPair(t, a, b, ua, ub)
+	establish(t, net, a, b, ua, ub)
 	stop := net.now.Add(after + 10*time.Second)
 	a.pollStamps(poll, stop)
 	b.pollStamps(poll, stop)
@@ -277,17 +275,9 @@ func TestReapFirstProbeOnDisjointPair(t *testing.T) {
 		{"B's first provider", "2001:db8:b1::/48"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sa, sb := newSite("a", 1), newSite("b", 1)
-			v := &fakeVerifier{sets: map[netip.Addr][]netip.Addr{}}
-			sa.register(v)
-			sb.register(v)
-			net := newSimNet(t, 41)
-			a := net.addNode("A", simConfig(sa, v, 1, labLikeTimers(500*time.Millisecond)))
-			b := net.addNode("B", simConfig(sb, v, 2, labLikeTimers(15*time.Second)))
+			net, a, b, sa, sb, _ := asymSites(t, 41, labLikeTimers(500*time.Millisecond), labLikeTimers(15*time.Second))
 			ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
-			a.apply(a.e.Initiate(net.now, ua, ub))
-			net.runFor(time.Second)
-			checkPair(t, a, b, ua, ub)
+			establish(t, net, a, b, ua, ub)
 			net.flow(a, ua, b, ub, 10*time.Millisecond, net.now.Add(10*time.Second))
 			net.runFor(2 * time.Second)
 			net.rules = blackhole(tc.hole)

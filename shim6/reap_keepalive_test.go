@@ -1,7 +1,6 @@
 package shim6
 
 import (
-	"net/netip"
 	"testing"
 	"time"
 
@@ -48,30 +47,6 @@ func TestKeepaliveOptionSeconds(t *testing.T) {
 	}
 }
 
-// oneWay sends payload from a to b every interval until stop.
-func oneWay(net *simNet, a *simNode, ua netip.Addr, ub netip.Addr, every time.Duration, stop time.Time) {
-	var step func()
-	step = func() {
-		if net.now.After(stop) {
-			return
-		}
-		a.sendData(ua, ub)
-		net.after(every, step)
-	}
-	net.after(0, step)
-}
-
-// keepalivesFrom lists when the Keepalives from node name were sent.
-func keepalivesFrom(net *simNet, name string) []time.Duration {
-	var out []time.Duration
-	for _, l := range net.log {
-		if l.typ == TypeKeepalive && l.from == name {
-			out = append(out, l.at)
-		}
-	}
-	return out
-}
-
 // Two gateways with a sub-second Send/Keepalive Timeout: the option says
 // 1 s, yet B keeps alive every 200 ms / 3 (its own keepalive_timeout), so
 // A's 200 ms Send timer never expires under one-way traffic.
@@ -80,9 +55,7 @@ func TestReapSubSecondKeepalivePacing(t *testing.T) {
 	tm := labLikeTimers(send)
 	net, a, b, sa, sb, _ := twoSites(t, 31, 1, tm)
 	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
-	a.apply(a.e.Initiate(net.now, ua, ub))
-	net.runFor(time.Second)
-	checkPair(t, a, b, ua, ub)
+	establish(t, net, a, b, ua, ub)
 	// B's context holds A's advertised Keepalive Timeout: 1 s, the least
 	// the option can say (set here as the option sets it, RFC 5534 §5.3).
 	cb := b.e.byPair[pairKey{ub, ua, 0}]
@@ -97,7 +70,7 @@ func TestReapSubSecondKeepalivePacing(t *testing.T) {
 	start := net.now
 	oneWay(net, a, ua, ub, 500*time.Millisecond, start.Add(5*time.Second))
 	net.runFor(6 * time.Second)
-	kas := keepalivesFrom(net, "B")
+	kas := net.sentAt(TypeKeepalive, "B")
 	// Payload every 500 ms: B sends Keepalives 200/3 ms after each, then
 	// every 200/3 ms until 200 ms after the payload (RFC 5534 §4.1, §6.3).
 	if len(kas) < 3*10 {
@@ -125,17 +98,10 @@ func TestReapSubSecondKeepalivePacing(t *testing.T) {
 // last, so the context may move to another working one, RFC 5534 §4.3),
 // both sides end up Operational on the same pair and no payload is lost.
 func TestReapSubSecondSendTimeoutRFCPeer(t *testing.T) {
-	sa, sb := newSite("a", 1), newSite("b", 1)
-	v := &fakeVerifier{sets: map[netip.Addr][]netip.Addr{}}
-	sa.register(v)
-	sb.register(v)
-	net := newSimNet(t, 33)
-	a := net.addNode("A", simConfig(sa, v, 1, labLikeTimers(300*time.Millisecond)))
-	b := net.addNode("B", simConfig(sb, v, 2, Timers{})) // RFC defaults: paces by the option
+	// B has the RFC defaults: it paces by the option.
+	net, a, b, sa, sb, _ := asymSites(t, 33, labLikeTimers(300*time.Millisecond), Timers{})
 	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
-	a.apply(a.e.Initiate(net.now, ua, ub))
-	net.runFor(time.Second)
-	checkPair(t, a, b, ua, ub)
+	establish(t, net, a, b, ua, ub)
 	cb := b.e.byPair[pairKey{ub, ua, 0}]
 	cb.kaTimeout = time.Second // A's option
 	if got := b.e.kaPacing(cb); got != time.Second {

@@ -114,9 +114,7 @@ func TestReviewProbeOperationalStartsKeepalive(t *testing.T) {
 func TestReviewIdleExplorationEndsOnce(t *testing.T) {
 	net, a, b, sa, sb, _ := twoSites(t, 23, 1, Timers{})
 	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
-	a.apply(a.e.Initiate(net.now, ua, ub))
-	net.runFor(time.Second)
-	checkPair(t, a, b, ua, ub)
+	establish(t, net, a, b, ua, ub)
 	net.rules = blackhole("2001:db8:a1::/48")
 	a.apply(a.e.UplinkDown(net.now, "upa1"))
 	net.runFor(3 * time.Minute)

@@ -6,25 +6,6 @@ import (
 	"time"
 )
 
-// blackhole drops everything from or to the prefix.
-func blackhole(p string) []linkRule {
-	pp := netip.MustParsePrefix(p)
-	all := netip.MustParsePrefix("::/0")
-	return []linkRule{{src: pp, dst: all, down: true}, {src: all, dst: pp, down: true}}
-}
-
-// establishWithFlow sets up host i of both sites and starts a flow.
-func establishWithFlow(t *testing.T, net *simNet, a, b *simNode, sa, sb site, i int, every time.Duration, stop time.Time) {
-	t.Helper()
-	ua, ub := sa.hosts[i].ULID, sb.hosts[i].ULID
-	a.apply(a.e.Initiate(net.now, ua, ub))
-	net.runFor(time.Second)
-	checkPair(t, a, b, ua, ub)
-	net.flow(a, ua, b, ub, every, stop)
-}
-
-func onPrefix(a netip.Addr, p string) bool { return netip.MustParsePrefix(p).Contains(a) }
-
 func TestReapBlackholeFailover(t *testing.T) {
 	net, a, b, sa, sb, _ := twoSites(t, 21, 1, Timers{})
 	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
@@ -159,16 +140,7 @@ func TestReapKeepalive(t *testing.T) {
 	net.runFor(time.Second)
 	// One-way traffic B → A: A must send Keepalives so B's Send timer
 	// never fires (RFC 5534 §4.1, §6.2).
-	stop := net.now.Add(60 * time.Second)
-	var step func()
-	step = func() {
-		if net.now.After(stop) {
-			return
-		}
-		b.sendData(ub, ua)
-		net.after(time.Second, step)
-	}
-	net.after(0, step)
+	oneWay(net, b, ub, ua, time.Second, net.now.Add(60*time.Second))
 	net.runFor(70 * time.Second)
 	ka := 0
 	for _, l := range net.log {
@@ -196,15 +168,10 @@ func TestReapProbeBackoff(t *testing.T) {
 	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
 	establishWithFlow(t, net, a, b, sa, sb, 0, 100*time.Millisecond, simEpoch.Add(20*time.Second))
 	net.runFor(5 * time.Second)
-	net.rules = []linkRule{{src: netip.MustParsePrefix("::/0"), dst: netip.MustParsePrefix("::/0"), down: true}}
+	net.rules = everywhere(linkRule{down: true})
 	net.log = nil
 	net.runFor(8 * time.Minute)
-	var times []time.Duration
-	for _, l := range net.log {
-		if l.typ == TypeProbe && l.from == "A" {
-			times = append(times, l.at)
-		}
-	}
+	times := net.sentAt(TypeProbe, "A")
 	if len(times) < 10 {
 		t.Fatalf("%d probes", len(times))
 	}
@@ -234,9 +201,7 @@ func TestReapProbeBackoff(t *testing.T) {
 func TestUpdateLocatorList(t *testing.T) {
 	net, a, b, sa, sb, v := twoSites(t, 26, 1, Timers{})
 	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
-	a.apply(a.e.Initiate(net.now, ua, ub))
-	net.runFor(time.Second)
-	checkPair(t, a, b, ua, ub)
+	establish(t, net, a, b, ua, ub)
 	// The site gains a third locator for the host (its HBA set grows).
 	h := sa.hosts[0]
 	h.Locators = append(append([]netip.Addr(nil), h.Locators...), netip.MustParseAddr("2001:db8:a2:2::1"))
@@ -305,33 +270,18 @@ func TestHATakeoverMidHandshake(t *testing.T) {
 	net.runFor(25 * time.Millisecond) // I1 and R1 delivered, I2 in flight
 	b.restart(simConfig(sb, v, 55, Timers{}))
 	net.runFor(time.Second)
-	want := "A>B I1, B>A R1, A>B I2, B>A R2"
-	if got := joinTypes(net.types(false)); got != want {
-		t.Fatalf("messages %s, want %s", got, want)
-	}
+	wantTypes(t, net, "A>B I1", "B>A R1", "A>B I2", "B>A R2")
 	checkPair(t, a, b, ua, ub)
 }
 
 func TestSimCustomSendTimeout(t *testing.T) {
 	// A sends Keepalive Timeout = its Send Timeout (RFC 5534 §5.3); B then
 	// keeps alive within A's shorter timeout.
-	sa, sb := newSite("a", 1), newSite("b", 1)
-	v := &fakeVerifier{sets: map[netip.Addr][]netip.Addr{}}
-	sa.register(v)
-	sb.register(v)
-	net := newSimNet(t, 29)
-	a := net.addNode("A", simConfig(sa, v, 1, Timers{SendTimeout: 12 * time.Second}))
-	b := net.addNode("B", simConfig(sb, v, 2, Timers{}))
+	net, a, b, sa, sb, _ := asymSites(t, 29, Timers{SendTimeout: 12 * time.Second}, Timers{})
 	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
 	a.apply(a.e.Initiate(net.now, ua, ub))
 	net.runFor(time.Second)
-	var i2 Message
-	for _, l := range net.log {
-		if l.typ == TypeI2 {
-			i2, _ = ParseMessage(l.msg)
-		}
-	}
-	o, _, ok := i2.Option(OptKeepaliveTimeout)
+	o, _, ok := net.lastOfType(TypeI2).Option(OptKeepaliveTimeout)
 	if s, _ := o.KeepaliveTimeout(); !ok || s != 12 {
 		t.Fatalf("I2 Keepalive Timeout option %v %d", ok, s)
 	}
@@ -339,23 +289,9 @@ func TestSimCustomSendTimeout(t *testing.T) {
 		t.Errorf("B's Keepalive Timeout %v", c.keepaliveTimeout(&b.e.t))
 	}
 	// One-way A → B: B keeps alive every 4 s, so A never explores.
-	stop := net.now.Add(40 * time.Second)
-	var step func()
-	step = func() {
-		if net.now.After(stop) {
-			return
-		}
-		a.sendData(ua, ub)
-		net.after(time.Second, step)
-	}
-	net.after(0, step)
+	oneWay(net, a, ua, ub, time.Second, net.now.Add(40*time.Second))
 	net.runFor(45 * time.Second)
-	var kas []time.Duration
-	for _, l := range net.log {
-		if l.typ == TypeKeepalive && l.from == "B" {
-			kas = append(kas, l.at)
-		}
-	}
+	kas := net.sentAt(TypeKeepalive, "B")
 	if len(kas) < 9 {
 		t.Fatalf("%d keepalives from B", len(kas))
 	}
@@ -374,7 +310,7 @@ func TestReapPartitionHeals(t *testing.T) {
 	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
 	establishWithFlow(t, net, a, b, sa, sb, 0, 500*time.Millisecond, simEpoch.Add(10*time.Minute))
 	net.runFor(5 * time.Second)
-	net.rules = []linkRule{{src: netip.MustParsePrefix("::/0"), dst: netip.MustParsePrefix("::/0"), down: true}}
+	net.rules = everywhere(linkRule{down: true})
 	net.runFor(3 * time.Minute)
 	if ci, _ := a.e.Context(ua, ub); ci.ReapState != StaExploring {
 		t.Fatalf("A in %v during the partition", ci.ReapState)
@@ -458,22 +394,10 @@ func TestDrainUplink(t *testing.T) {
 func TestSimSubSecondSendTimeoutOption(t *testing.T) {
 	// A Send Timeout under a second still promises the peer a whole
 	// second, never 0 (RFC 5534 §5.3: the option carries seconds).
-	sa, sb := newSite("a", 1), newSite("b", 1)
-	v := &fakeVerifier{sets: map[netip.Addr][]netip.Addr{}}
-	sa.register(v)
-	sb.register(v)
-	net := newSimNet(t, 31)
-	a := net.addNode("A", simConfig(sa, v, 1, Timers{SendTimeout: 500 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond}))
-	net.addNode("B", simConfig(sb, v, 2, Timers{}))
+	net, a, _, sa, sb, _ := asymSites(t, 31, Timers{SendTimeout: 500 * time.Millisecond, KeepaliveTimeout: 500 * time.Millisecond}, Timers{})
 	a.apply(a.e.Initiate(net.now, sa.hosts[0].ULID, sb.hosts[0].ULID))
 	net.runFor(time.Second)
-	var i2 Message
-	for _, l := range net.log {
-		if l.typ == TypeI2 {
-			i2, _ = ParseMessage(l.msg)
-		}
-	}
-	o, _, ok := i2.Option(OptKeepaliveTimeout)
+	o, _, ok := net.lastOfType(TypeI2).Option(OptKeepaliveTimeout)
 	if !ok {
 		t.Fatal("I2 without a Keepalive Timeout option")
 	}

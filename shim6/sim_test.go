@@ -423,18 +423,6 @@ func simConfig(s site, v Verifier, seed byte, timers Timers) EngineConfig {
 	return cfg
 }
 
-// twoSites builds sites A and B with n hosts each and engines for both.
-func twoSites(t testing.TB, seed uint64, n int, timers Timers) (*simNet, *simNode, *simNode, site, site, *fakeVerifier) {
-	sa, sb := newSite("a", n), newSite("b", n)
-	v := &fakeVerifier{sets: map[netip.Addr][]netip.Addr{}}
-	sa.register(v)
-	sb.register(v)
-	net := newSimNet(t, seed)
-	a := net.addNode("A", simConfig(sa, v, byte(seed), timers))
-	b := net.addNode("B", simConfig(sb, v, byte(seed+1), timers))
-	return net, a, b, sa, sb, v
-}
-
 func (nd *simNode) state(local, peer netip.Addr) State {
 	ci, ok := nd.e.Context(local, peer)
 	if !ok {
