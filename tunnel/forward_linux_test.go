@@ -1,14 +1,9 @@
 package tunnel_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io"
-	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -24,8 +19,7 @@ import (
 	"github.com/shim6gw/shim6gw/tunnel"
 )
 
-// forwarder runs one pipeline per queue of a TUN in the gateway namespace
-// of a topo, with the topo's traffic diverted into it.
+// forwarder runs one pipeline per queue of a TUN in a gateway namespace.
 type forwarder struct {
 	pipes  []*tunnel.Pipeline
 	cancel context.CancelFunc
@@ -33,7 +27,9 @@ type forwarder struct {
 	errs   chan error
 }
 
-func startForwarder(t testing.TB, tp *topo, devs []tunnel.Device, proc func() tunnel.Processor) *forwarder {
+// startForwarder runs a pipeline on each of devs, each with a Processor
+// from proc, until stop or the end of the test.
+func startForwarder(t testing.TB, devs []tunnel.Device, proc func() tunnel.Processor) *forwarder {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &forwarder{cancel: cancel, errs: make(chan error, len(devs))}
@@ -55,6 +51,22 @@ func startForwarder(t testing.TB, tp *topo, devs []tunnel.Device, proc func() tu
 	t.Cleanup(func() { f.stop(t) })
 	return f
 }
+
+// openForwarder opens backend b's TUN in ns and starts a forwarder on it;
+// tune, if not nil, adjusts the devices first.
+func openForwarder(t testing.TB, ns string, b backend, proc func() tunnel.Processor, tune func(tunnel.Device)) *forwarder {
+	t.Helper()
+	devs := openIn(t, ns, b)
+	if tune != nil {
+		for _, d := range devs {
+			tune(d)
+		}
+	}
+	return startForwarder(t, devs, proc)
+}
+
+// passthrough is the Processor factory of the pass-through forwarders.
+func passthrough() tunnel.Processor { return tunnel.Passthrough{} }
 
 // stop ends the pipelines (closing the devices) and reports Run errors.
 func (f *forwarder) stop(t testing.TB) {
@@ -124,69 +136,11 @@ func TestIntegrationWireGuardGSO(t *testing.T) {
 	tp := newTopo(t, "gso")
 	devs := openIn(t, tp.g, backends[0])
 	rec := &readRecorder{Device: devs[0]}
-	fw := startForwarder(t, tp, []tunnel.Device{rec}, func() tunnel.Processor { return tunnel.Passthrough{} })
-	tp.divert(t, tunName)
+	fw := startForwarder(t, []tunnel.Device{rec}, passthrough)
+	tp.divert(t)
 	tx0 := txStats(t, tp.g, "g1")
-
 	const size = 16 << 20
-	var ln net.Listener
-	if err := tunnel.InNamespace(tp.s, func() error {
-		var err error
-		ln, err = net.Listen("tcp6", netip.AddrPortFrom(serverAddr, 0).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	type result struct {
-		sum [32]byte
-		n   int64
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			done <- result{err: err}
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(60 * time.Second))
-		h := sha256.New()
-		n, err := io.Copy(h, c)
-		done <- result{sum: [32]byte(h.Sum(nil)), n: n, err: err}
-	}()
-
-	var conn net.Conn
-	if err := tunnel.InNamespace(tp.c, func() error {
-		var err error
-		conn, err = net.DialTimeout("tcp6", ln.Addr().String(), 10*time.Second)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(60 * time.Second))
-	rng := rand.New(rand.NewChaCha8([32]byte{6}))
-	h := sha256.New()
-	chunk := make([]byte, 256<<10)
-	for sent := 0; sent < size; sent += len(chunk) {
-		for i := 0; i < len(chunk); i += 8 {
-			v := rng.Uint64()
-			for j := range 8 {
-				chunk[i+j] = byte(v >> (8 * j))
-			}
-		}
-		h.Write(chunk)
-		if _, err := conn.Write(chunk); err != nil {
-			t.Fatalf("write after %d bytes: %v", sent, err)
-		}
-	}
-	conn.(*net.TCPConn).CloseWrite()
-	res := <-done
-	if res.err != nil || res.n != size || !bytes.Equal(res.sum[:], h.Sum(nil)) {
-		t.Fatalf("server got %d bytes (err %v), hash match %v; want %d", res.n, res.err, bytes.Equal(res.sum[:], h.Sum(nil)), size)
-	}
+	streamSHA(t, tp.c, tp.s, size)
 	if m := rec.maxRead.Load(); m <= 1500 {
 		t.Errorf("largest read %d bytes, want a GSO super-packet > MTU 1500", m)
 	} else {
@@ -274,16 +228,6 @@ type fwMode struct {
 	noGRO bool
 }
 
-// benchNet is a topology the throughput test measures on: the client
-// namespace, the gateways (each gets a TUN and a forwarder) and the
-// switch between kernel forwarding and the TUNs.
-type benchNet struct {
-	c      string
-	gws    []string
-	divert func(testing.TB)
-	rules  func(testing.TB, bool)
-}
-
 // fwResult is one paired measurement: kernel forwarding, then the TUN
 // forwarder, seconds apart, so that the ratio survives the load of a
 // shared machine drifting between runs.
@@ -324,7 +268,7 @@ func TestIntegrationForwardThroughput(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("SHIM6GW_BENCH_ROUNDS")); err == nil && n > 0 {
 		rounds = n
 	}
-	pass := func(int) tunnel.Processor { return tunnel.Passthrough{} }
+	pass := func(int) tunnel.Processor { return passthrough() }
 	tab1, tab2 := shimTables(t)
 	shimProc := func(gw int) tunnel.Processor { return newRWProc([]*rewrite.Table{tab1, tab2}[gw]) }
 	modes := []fwMode{
@@ -347,17 +291,16 @@ func TestIntegrationForwardThroughput(t *testing.T) {
 		}
 		modes = keep
 	}
-	var one, two *benchNet
+	// The gateways of a topology each get a TUN and a forwarder per mode.
+	var one, two *chain
 	for _, m := range modes {
 		switch {
 		case !m.shim && one == nil:
-			tp := newTopo(t, "bw")
-			startIperf3Server(t, tp.s, serverAddr)
-			one = &benchNet{c: tp.c, gws: []string{tp.g}, divert: func(t testing.TB) { tp.divert(t, tunName) }, rules: tp.rules}
+			one = &newTopo(t, "bw").chain
+			startIperf3Server(t, one.s, serverAddr)
 		case m.shim && two == nil:
-			tp := newShimTopo(t, "bw2")
-			startIperf3Server(t, tp.s, serverAddr)
-			two = &benchNet{c: tp.c, gws: []string{tp.g1, tp.g2}, divert: tp.divert, rules: tp.rules}
+			two = &newShimTopo(t, "bw2").chain
+			startIperf3Server(t, two.s, serverAddr)
 		}
 	}
 
@@ -406,21 +349,20 @@ func medianRatio(rs []fwResult, mode string, streams int) float64 {
 // measureMode opens the mode's TUN in every gateway and, for 1 and 4
 // streams, measures kernel forwarding (rules off) and then the forwarders
 // (rules on).
-func measureMode(t *testing.T, n *benchNet, m fwMode, round, secs int) []fwResult {
+func measureMode(t *testing.T, n *chain, m fwMode, round, secs int) []fwResult {
 	t.Helper()
+	noGRO := func(d tunnel.Device) {
+		if o, ok := d.(*tunnel.Offload); ok && m.noGRO {
+			o.SetGRO(false)
+		}
+	}
 	var fws []*forwarder
 	for i, g := range n.gws {
-		devs := openIn(t, g, *m.backend)
-		for _, d := range devs {
-			if o, ok := d.(*tunnel.Offload); ok && m.noGRO {
-				o.SetGRO(false)
-			}
-		}
-		fws = append(fws, startForwarder(t, nil, devs, func() tunnel.Processor { return m.proc(i) }))
+		fws = append(fws, openForwarder(t, g.ns, *m.backend, func() tunnel.Processor { return m.proc(i) }, noGRO))
 	}
 	if q := os.Getenv("SHIM6GW_BENCH_TXQLEN"); q != "" {
 		for _, g := range n.gws {
-			ipn(t, g, "link", "set", tunName, "txqueuelen", q)
+			ipn(t, g.ns, "link", "set", tunName, "txqueuelen", q)
 		}
 	}
 	n.divert(t)
@@ -428,7 +370,7 @@ func measureMode(t *testing.T, n *benchNet, m fwMode, round, secs int) []fwResul
 	tunDrops := func() uint64 {
 		var d uint64
 		for _, g := range n.gws {
-			d += txStats(t, g, tunName).Dropped
+			d += txStats(t, g.ns, tunName).Dropped
 		}
 		return d
 	}
@@ -460,9 +402,7 @@ func measureMode(t *testing.T, n *benchNet, m fwMode, round, secs int) []fwResul
 		t.Logf("round %d %-15s %d stream(s): kernel %6.2f Gbit/s, TUN %6.2f Gbit/s (× %.2f)",
 			round, m.name, streams, r.kernelBPS/1e9, r.bps/1e9, r.ratio())
 	}
-	for _, g := range n.gws {
-		ipn(t, g, "-6", "route", "flush", "table", divertTable)
-	}
+	n.flushDivert(t)
 	for _, f := range fws {
 		f.stop(t)
 	}

@@ -32,22 +32,19 @@ type backend struct {
 }
 
 var backends = []backend{
-	{"wireguard", func() ([]tunnel.Device, error) {
-		d, err := tunnel.OpenWireGuard(tunName, 1500)
-		if err != nil {
-			return nil, err
-		}
-		return []tunnel.Device{d}, nil
-	}},
+	{"wireguard", func() ([]tunnel.Device, error) { return single(tunnel.OpenWireGuard(tunName, 1500)) }},
 	{"water", func() ([]tunnel.Device, error) { return openWater(false, 1) }},
 	{"water-mq2", func() ([]tunnel.Device, error) { return openWater(true, 2) }},
-	{"offload", func() ([]tunnel.Device, error) {
-		d, err := tunnel.OpenOffload(tunName, 1500)
-		if err != nil {
-			return nil, err
-		}
-		return []tunnel.Device{d}, nil
-	}},
+	{"offload", func() ([]tunnel.Device, error) { return single(tunnel.OpenOffload(tunName, 1500)) }},
+}
+
+// single wraps a one-queue device as a backend's device list; on error
+// the typed nil never becomes a non-nil interface.
+func single[D tunnel.Device](d D, err error) ([]tunnel.Device, error) {
+	if err != nil {
+		return nil, err
+	}
+	return []tunnel.Device{d}, nil
 }
 
 func openWater(mq bool, queues int) ([]tunnel.Device, error) {
@@ -65,15 +62,7 @@ func openWater(mq bool, queues int) ([]tunnel.Device, error) {
 // openIn opens a backend inside ns and closes it in t.Cleanup.
 func openIn(t testing.TB, ns string, b backend) []tunnel.Device {
 	t.Helper()
-	var devs []tunnel.Device
-	err := tunnel.InNamespace(ns, func() error {
-		var err error
-		devs, err = b.open()
-		return err
-	})
-	if err != nil {
-		t.Fatalf("open %s in %s: %v", b.name, ns, err)
-	}
+	devs := inNS(t, ns, "open "+b.name, b.open)
 	t.Cleanup(func() {
 		for _, d := range devs {
 			if err := d.Close(); err != nil {
@@ -99,15 +88,9 @@ func udpNS(t *testing.T, b backend) (string, []tunnel.Device) {
 // udpSocket opens a UDP socket bound to tunLocal inside ns.
 func udpSocket(t *testing.T, ns string) *net.UDPConn {
 	t.Helper()
-	var c *net.UDPConn
-	err := tunnel.InNamespace(ns, func() error {
-		var err error
-		c, err = net.ListenUDP("udp6", net.UDPAddrFromAddrPort(netip.AddrPortFrom(tunLocal, 0)))
-		return err
+	c := inNS(t, ns, "listen udp", func() (*net.UDPConn, error) {
+		return net.ListenUDP("udp6", net.UDPAddrFromAddrPort(netip.AddrPortFrom(tunLocal, 0)))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -327,14 +310,7 @@ func TestIntegrationCloseNoLeak(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			ns := newNS(t, "leak")
 			before := runtime.NumGoroutine()
-			var devs []tunnel.Device
-			if err := tunnel.InNamespace(ns, func() error {
-				var err error
-				devs, err = b.open()
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
+			devs := inNS(t, ns, "open "+b.name, b.open)
 			ipn(t, ns, "link", "set", tunName, "up")
 			ctx, cancel := context.WithCancel(context.Background())
 			errc := make(chan error, len(devs))

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shim6gw/shim6gw/tunnel"
 )
 
 // Namespace and interface names start with s6tun, this package's prefix.
@@ -46,6 +48,21 @@ func newNS(t testing.TB, tag string) string {
 	return name
 }
 
+// inNS returns what fn returns, run in namespace ns; it fails the test
+// with msg if fn fails.
+func inNS[T any](t testing.TB, ns, msg string, fn func() (T, error)) T {
+	t.Helper()
+	var v T
+	if err := tunnel.InNamespace(ns, func() error {
+		var err error
+		v, err = fn()
+		return err
+	}); err != nil {
+		t.Fatalf("%s in %s: %v", msg, ns, err)
+	}
+	return v
+}
+
 // run runs a command with a timeout and fails the test if it fails.
 func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
@@ -70,11 +87,92 @@ func nsExec(t testing.TB, ns string, args ...string) string {
 	return run(t, "ip", append([]string{"netns", "exec", ns}, args...)...)
 }
 
-// topo is client — gw — server, each in its own namespace, IPv6 only:
+// veth creates a veth pair, dev1 in ns1 and dev2 in ns2, gives each end
+// its address (no DAD) and sets both up.
+func veth(t testing.TB, ns1, dev1, addr1, ns2, dev2, addr2 string) {
+	t.Helper()
+	ipn(t, ns1, "link", "add", dev1, "type", "veth", "peer", "name", dev2, "netns", ns2)
+	for _, e := range [][3]string{{ns1, dev1, addr1}, {ns2, dev2, addr2}} {
+		ipn(t, e[0], "addr", "add", e[2], "dev", e[1], "nodad")
+		ipn(t, e[0], "link", "set", e[1], "up")
+	}
+}
+
+// routeVia adds IPv6 routes in ns to each of dsts via gw.
+func routeVia(t testing.TB, ns, gw string, dsts ...string) {
+	t.Helper()
+	for _, d := range dsts {
+		ipn(t, ns, "-6", "route", "add", d, "via", gw)
+	}
+}
+
+// gateway is a forwarding namespace and the two interfaces whose traffic
+// divert sends into its TUN.
+type gateway struct {
+	ns       string
+	lan, wan string
+}
+
+// chain is client — gateways — server, each in its own namespace: the
+// part the one- and two-gateway topologies share.
+type chain struct {
+	c, s string
+	gws  []gateway
+}
+
+const divertTable = "100"
+
+// newChain turns on IPv6 forwarding in the gateways.
+func newChain(t testing.TB, c, s string, gws ...gateway) chain {
+	t.Helper()
+	for _, g := range gws {
+		nsExec(t, g.ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+	}
+	return chain{c: c, s: s, gws: gws}
+}
+
+// divert sends everything arriving on the gateways' interfaces into their
+// TUNs (iif → table 100 → default dev tun); what a forwarder writes back
+// arrives with iif tun, misses the rules and is routed by main.
+func (n *chain) divert(t testing.TB) {
+	t.Helper()
+	for _, g := range n.gws {
+		ipn(t, g.ns, "link", "set", tunName, "up")
+		ipn(t, g.ns, "-6", "route", "add", "default", "dev", tunName, "table", divertTable)
+	}
+	n.rules(t, true)
+}
+
+// rules adds or removes the iif rules of divert, switching between the
+// TUNs and plain kernel forwarding while the TUNs stay up.
+func (n *chain) rules(t testing.TB, on bool) {
+	t.Helper()
+	for _, g := range n.gws {
+		if on {
+			ipn(t, g.ns, "-6", "rule", "add", "iif", g.lan, "lookup", divertTable, "pref", "100")
+			ipn(t, g.ns, "-6", "rule", "add", "iif", g.wan, "lookup", divertTable, "pref", "101")
+		} else {
+			ipn(t, g.ns, "-6", "rule", "del", "pref", "100")
+			ipn(t, g.ns, "-6", "rule", "del", "pref", "101")
+		}
+	}
+}
+
+// flushDivert removes the TUN routes divert added; the rules must be off
+// already (rules(t, false)).
+func (n *chain) flushDivert(t testing.TB) {
+	t.Helper()
+	for _, g := range n.gws {
+		ipn(t, g.ns, "-6", "route", "flush", "table", divertTable)
+	}
+}
+
+// topo is client — gw — server, IPv6 only:
 //
 //	client c0 fd00:5:a::2 ─ g0 fd00:5:a::1 [gw] g1 fd00:5:b::1 ─ s0 fd00:5:b::2 server
 type topo struct {
-	c, g, s string
+	chain
+	g string
 }
 
 var (
@@ -82,54 +180,14 @@ var (
 	serverAddr = netip.MustParseAddr("fd00:5:b::2")
 )
 
-const divertTable = "100"
-
 func newTopo(t testing.TB, tag string) *topo {
 	t.Helper()
-	tp := &topo{c: newNS(t, tag+"c"), g: newNS(t, tag+"g"), s: newNS(t, tag+"s")}
-	ipn(t, tp.c, "link", "add", "c0", "type", "veth", "peer", "name", "g0", "netns", tp.g)
-	ipn(t, tp.s, "link", "add", "s0", "type", "veth", "peer", "name", "g1", "netns", tp.g)
-	ipn(t, tp.c, "addr", "add", "fd00:5:a::2/64", "dev", "c0", "nodad")
-	ipn(t, tp.g, "addr", "add", "fd00:5:a::1/64", "dev", "g0", "nodad")
-	ipn(t, tp.g, "addr", "add", "fd00:5:b::1/64", "dev", "g1", "nodad")
-	ipn(t, tp.s, "addr", "add", "fd00:5:b::2/64", "dev", "s0", "nodad")
-	for _, l := range [][2]string{{tp.c, "c0"}, {tp.g, "g0"}, {tp.g, "g1"}, {tp.s, "s0"}} {
-		ipn(t, l[0], "link", "set", l[1], "up")
-	}
-	ipn(t, tp.c, "-6", "route", "add", "default", "via", "fd00:5:a::1")
-	ipn(t, tp.s, "-6", "route", "add", "default", "via", "fd00:5:b::1")
-	nsExec(t, tp.g, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-	return tp
-}
-
-// divert sends everything arriving on the gateway's veths into the TUN
-// (iif → table 100 → default dev tun); what the forwarder writes back
-// arrives with iif tun, misses the rules and is routed by main.
-func (tp *topo) divert(t testing.TB, dev string) {
-	t.Helper()
-	ipn(t, tp.g, "link", "set", dev, "up")
-	ipn(t, tp.g, "-6", "route", "add", "default", "dev", dev, "table", divertTable)
-	tp.rules(t, true)
-}
-
-// rules adds or removes the iif rules of divert, switching between the
-// TUN and plain kernel forwarding while the TUN stays up.
-func (tp *topo) rules(t testing.TB, on bool) {
-	t.Helper()
-	if on {
-		ipn(t, tp.g, "-6", "rule", "add", "iif", "g0", "lookup", divertTable, "pref", "100")
-		ipn(t, tp.g, "-6", "rule", "add", "iif", "g1", "lookup", divertTable, "pref", "101")
-		return
-	}
-	ipn(t, tp.g, "-6", "rule", "del", "pref", "100")
-	ipn(t, tp.g, "-6", "rule", "del", "pref", "101")
-}
-
-// undivert removes what divert added, back to kernel forwarding.
-func (tp *topo) undivert(t testing.TB) {
-	t.Helper()
-	tp.rules(t, false)
-	ipn(t, tp.g, "-6", "route", "flush", "table", divertTable)
+	c, g, s := newNS(t, tag+"c"), newNS(t, tag+"g"), newNS(t, tag+"s")
+	veth(t, c, "c0", "fd00:5:a::2/64", g, "g0", "fd00:5:a::1/64")
+	veth(t, s, "s0", "fd00:5:b::2/64", g, "g1", "fd00:5:b::1/64")
+	routeVia(t, c, "fd00:5:a::1", "default")
+	routeVia(t, s, "fd00:5:b::1", "default")
+	return &topo{chain: newChain(t, c, s, gateway{g, "g0", "g1"}), g: g}
 }
 
 // IPv6/UDP helpers for the integration tests.

@@ -25,7 +25,8 @@ import (
 //
 //	client c0 fd00:5:a::2 ─ g0 [gw1] m0 fd00:5:c::1 ─ m1 fd00:5:c::2 [gw2] g1 ─ s0 fd00:5:b::2 server
 type shimTopo struct {
-	c, g1, g2, s string
+	chain
+	g1, g2 string
 }
 
 var (
@@ -40,66 +41,16 @@ const (
 
 func newShimTopo(t testing.TB, tag string) *shimTopo {
 	t.Helper()
-	tp := &shimTopo{c: newNS(t, tag+"c"), g1: newNS(t, tag+"g"), g2: newNS(t, tag+"h"), s: newNS(t, tag+"s")}
-	ipn(t, tp.c, "link", "add", "c0", "type", "veth", "peer", "name", "g0", "netns", tp.g1)
-	ipn(t, tp.g1, "link", "add", "m0", "type", "veth", "peer", "name", "m1", "netns", tp.g2)
-	ipn(t, tp.s, "link", "add", "s0", "type", "veth", "peer", "name", "g1", "netns", tp.g2)
-	for _, a := range [][3]string{
-		{tp.c, "c0", "fd00:5:a::2/64"}, {tp.g1, "g0", "fd00:5:a::1/64"},
-		{tp.g1, "m0", "fd00:5:c::1/64"}, {tp.g2, "m1", "fd00:5:c::2/64"},
-		{tp.g2, "g1", "fd00:5:b::1/64"}, {tp.s, "s0", "fd00:5:b::2/64"},
-	} {
-		ipn(t, a[0], "addr", "add", a[2], "dev", a[1], "nodad")
-		ipn(t, a[0], "link", "set", a[1], "up")
-	}
-	ipn(t, tp.c, "-6", "route", "add", "default", "via", "fd00:5:a::1")
-	ipn(t, tp.s, "-6", "route", "add", "default", "via", "fd00:5:b::1")
+	c, g1, g2, s := newNS(t, tag+"c"), newNS(t, tag+"g"), newNS(t, tag+"h"), newNS(t, tag+"s")
+	veth(t, c, "c0", "fd00:5:a::2/64", g1, "g0", "fd00:5:a::1/64")
+	veth(t, g1, "m0", "fd00:5:c::1/64", g2, "m1", "fd00:5:c::2/64")
+	veth(t, s, "s0", "fd00:5:b::2/64", g2, "g1", "fd00:5:b::1/64")
+	routeVia(t, c, "fd00:5:a::1", "default")
+	routeVia(t, s, "fd00:5:b::1", "default")
 	// ULIDs (kernel forwarding) and locators (shimmed) across the middle.
-	ipn(t, tp.g1, "-6", "route", "add", "fd00:5:b::/64", "via", "fd00:5:c::2")
-	ipn(t, tp.g1, "-6", "route", "add", "fd00:6:b::/64", "via", "fd00:5:c::2")
-	ipn(t, tp.g2, "-6", "route", "add", "fd00:5:a::/64", "via", "fd00:5:c::1")
-	ipn(t, tp.g2, "-6", "route", "add", "fd00:6:a::/64", "via", "fd00:5:c::1")
-	for _, g := range []string{tp.g1, tp.g2} {
-		nsExec(t, g, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-	}
-	return tp
-}
-
-// gws returns each gateway with its LAN-side and middle interfaces.
-func (tp *shimTopo) gws() [2][3]string {
-	return [2][3]string{{tp.g1, "g0", "m0"}, {tp.g2, "g1", "m1"}}
-}
-
-// divert routes what arrives on both interfaces of both gateways into
-// their TUNs (see topo.divert).
-func (tp *shimTopo) divert(t testing.TB) {
-	t.Helper()
-	for _, g := range tp.gws() {
-		ipn(t, g[0], "link", "set", tunName, "up")
-		ipn(t, g[0], "-6", "route", "add", "default", "dev", tunName, "table", divertTable)
-	}
-	tp.rules(t, true)
-}
-
-func (tp *shimTopo) rules(t testing.TB, on bool) {
-	t.Helper()
-	for _, g := range tp.gws() {
-		if on {
-			ipn(t, g[0], "-6", "rule", "add", "iif", g[1], "lookup", divertTable, "pref", "100")
-			ipn(t, g[0], "-6", "rule", "add", "iif", g[2], "lookup", divertTable, "pref", "101")
-		} else {
-			ipn(t, g[0], "-6", "rule", "del", "pref", "100")
-			ipn(t, g[0], "-6", "rule", "del", "pref", "101")
-		}
-	}
-}
-
-func (tp *shimTopo) undivert(t testing.TB) {
-	t.Helper()
-	tp.rules(t, false)
-	for _, g := range tp.gws() {
-		ipn(t, g[0], "-6", "route", "flush", "table", divertTable)
-	}
+	routeVia(t, g1, "fd00:5:c::2", "fd00:5:b::/64", "fd00:6:b::/64")
+	routeVia(t, g2, "fd00:5:c::1", "fd00:5:a::/64", "fd00:6:a::/64")
+	return &shimTopo{chain: newChain(t, c, s, gateway{g1, "g0", "m0"}, gateway{g2, "g1", "m1"}), g1: g1, g2: g2}
 }
 
 // shimTables returns gw1's and gw2's rewrite tables: one context each,
@@ -168,14 +119,9 @@ func (p *rwProc) packets(dir rewrite.Direction, k rewrite.PathKind) uint64 {
 // arrive complete with the same SHA-256.
 func streamSHA(t *testing.T, clientNS, serverNS string, size int) {
 	t.Helper()
-	var ln net.Listener
-	if err := tunnel.InNamespace(serverNS, func() error {
-		var err error
-		ln, err = net.Listen("tcp6", netip.AddrPortFrom(serverAddr, 0).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	ln := inNS(t, serverNS, "listen tcp", func() (net.Listener, error) {
+		return net.Listen("tcp6", netip.AddrPortFrom(serverAddr, 0).String())
+	})
 	defer ln.Close()
 	type result struct {
 		sum [32]byte
@@ -195,14 +141,9 @@ func streamSHA(t *testing.T, clientNS, serverNS string, size int) {
 		n, err := io.Copy(h, c)
 		done <- result{sum: [32]byte(h.Sum(nil)), n: n, err: err}
 	}()
-	var conn net.Conn
-	if err := tunnel.InNamespace(clientNS, func() error {
-		var err error
-		conn, err = net.DialTimeout("tcp6", ln.Addr().String(), 10*time.Second)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	conn := inNS(t, clientNS, "dial tcp", func() (net.Conn, error) {
+		return net.DialTimeout("tcp6", ln.Addr().String(), 10*time.Second)
+	})
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(90 * time.Second))
 	rng := rand.New(rand.NewChaCha8([32]byte{7}))
@@ -240,9 +181,8 @@ var offloadBackend = &backends[3]
 func TestIntegrationOffloadGSOPass(t *testing.T) {
 	skipUnlessRoot(t)
 	tp := newTopo(t, "off")
-	devs := openIn(t, tp.g, *offloadBackend)
-	fw := startForwarder(t, nil, devs, func() tunnel.Processor { return tunnel.Passthrough{} })
-	tp.divert(t, tunName)
+	fw := openForwarder(t, tp.g, *offloadBackend, passthrough, nil)
+	tp.divert(t)
 	tx0 := txStats(t, tp.g, "g1")
 	const size = 16 << 20
 	streamSHA(t, tp.c, tp.s, size)
@@ -287,12 +227,12 @@ func TestIntegrationShimStream(t *testing.T) {
 				p1, p2 := newRWProc(tab1), newRWProc(tab2)
 				var fws [2]*forwarder
 				for i, g := range []string{tp.g1, tp.g2} {
-					proc := func() tunnel.Processor { return tunnel.Passthrough{} }
+					proc := passthrough
 					if shim {
 						pr := []*rwProc{p1, p2}[i]
 						proc = func() tunnel.Processor { return pr }
 					}
-					fws[i] = startForwarder(t, nil, openIn(t, g, *b), proc)
+					fws[i] = openForwarder(t, g, *b, proc, nil)
 				}
 				tp.divert(t)
 				tx0 := txStats(t, tp.g2, "g1")
