@@ -323,6 +323,12 @@ func (o *nlOps) inNS(f func() error) error {
 	if o.ns == nil {
 		return f()
 	}
+	return runInNS(*o.ns, f)
+}
+
+// runInNS runs f on a thread switched into ns; sockets and TUN devices f
+// opens stay in ns.
+func runInNS(ns netns.NsHandle, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		// The thread is left locked (and so discarded) if switching back
@@ -334,7 +340,7 @@ func (o *nlOps) inNS(f func() error) error {
 			return
 		}
 		defer orig.Close()
-		if err := netns.Set(*o.ns); err != nil {
+		if err := netns.Set(ns); err != nil {
 			errc <- err
 			return
 		}

@@ -63,27 +63,11 @@ func newNS(t *testing.T, name string) (netns.NsHandle, *netlink.Handle) {
 // the namespace of the calling thread) and deletes it at cleanup.
 func addTUN(t *testing.T, ns netns.NsHandle, h *netlink.Handle, name string) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		err = netlink.LinkAdd(&netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: name},
+	err := runInNS(ns, func() error {
+		return netlink.LinkAdd(&netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: name},
 			Mode: netlink.TUNTAP_MODE_TUN, Flags: netlink.TUNTAP_NO_PI})
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
+	})
+	if err != nil {
 		t.Fatalf("add tun %s: %v", name, err)
 	}
 	t.Cleanup(func() {

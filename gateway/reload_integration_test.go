@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -58,30 +57,6 @@ type reloadGW struct {
 	host    netip.Addr // its LAN host's address (HBA book entry 0, the ULID)
 }
 
-// inNS runs fn on a thread inside ns; sockets fn opens stay in ns.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		err = fn()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
-}
-
 // crossVeth creates the veth name in a and its peer (same name) in b, both
 // up, with the link-local address fe80::<ia> and fe80::<ib>.
 func crossVeth(t *testing.T, ha *netlink.Handle, b netns.NsHandle, hb *netlink.Handle, name, peer string, ia, ib int) {
@@ -125,7 +100,7 @@ func addAddr(t *testing.T, h *netlink.Handle, link, cidr string) {
 func openTUNIn(ns netns.NsHandle) OpenFunc {
 	return func(c TUNConfig) ([]tunnel.Device, error) {
 		var devs []tunnel.Device
-		err := inNS(ns, func() error {
+		err := runInNS(ns, func() error {
 			switch c.Backend {
 			case "offload":
 				d, err := tunnel.OpenOffload(c.Name, c.MTU)
@@ -259,14 +234,14 @@ func TestIntegrationReloadKeepsContexts(t *testing.T) {
 
 	// h2 echoes UDP; h1 sends a datagram every 50 ms until the test ends.
 	var echo, sender *net.UDPConn
-	if err := inNS(h2ns, func() (err error) {
+	if err := runInNS(h2ns, func() (err error) {
 		echo, err = net.ListenUDP("udp6", &net.UDPAddr{IP: g2.host.AsSlice(), Port: 7})
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	defer echo.Close()
-	if err := inNS(h1ns, func() (err error) {
+	if err := runInNS(h1ns, func() (err error) {
 		sender, err = net.DialUDP("udp6", &net.UDPAddr{IP: g1.host.AsSlice()}, &net.UDPAddr{IP: g2.host.AsSlice(), Port: 7})
 		return err
 	}); err != nil {
@@ -403,7 +378,7 @@ func TestIntegrationDefaultStateFile(t *testing.T) {
 	}
 	ns, _ := newNS(t, "s6d-state")
 	var there string
-	if err := inNS(ns, func() error { there = DefaultStateFile("shim6gw0"); return nil }); err != nil {
+	if err := runInNS(ns, func() error { there = DefaultStateFile("shim6gw0"); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if there == here || !strings.HasPrefix(there, StateDir+"/shim6gw0-") {
