@@ -105,6 +105,7 @@ type context struct {
 	lastSent, lastRecv nanotime
 	lastRecvPayload    nanotime // payload only, starts the Keepalive timer
 	sendStart          nanotime // Send timer start; 0 = stopped
+	sendStopped        nanotime // when a Keepalive or Probe last stopped it (payloadOut)
 	lastKA             nanotime
 	kaStart            nanotime // Keepalive timer start: first payload received since we last sent
 	created            nanotime

@@ -50,9 +50,6 @@ type exploration struct {
 	rcvd     [4]ProbeRecord // received since the last entry into Exploring, newest first
 	nrcvd    int
 	rtt      time.Duration
-	// sendStopped is when a Probe or Keepalive last stopped the Send
-	// timer: a sent stamp polled later but older than that was covered.
-	sendStopped nanotime
 }
 
 const maxRecords = 4
@@ -237,7 +234,7 @@ func (e *Engine) payloadOut(c *context, s nanotime) {
 		return
 	}
 	c.lastSent = s
-	if c.ex != nil && s <= c.ex.sendStopped {
+	if s <= c.sendStopped {
 		return
 	}
 	if c.reap != StaExploring && c.sendStart == 0 && s > c.lastRecv {
@@ -490,13 +487,10 @@ func (e *Engine) onKeepalive(src, dst netip.Addr, m Message) {
 }
 
 // stopSend stops the Send timer on a Keepalive or Probe and notes when,
-// if the context keeps exploration state (it does for probeLinger after
-// an exploration, when the race payloadOut guards against happens).
+// for payloadOut's event-order check.
 func (e *Engine) stopSend(c *context) {
 	c.sendStart = 0
-	if c.ex != nil {
-		c.ex.sendStopped = nt(e.now)
-	}
+	c.sendStopped = nt(e.now)
 }
 
 // contextFor finds the context of a control message carrying our tag

@@ -307,3 +307,32 @@ func TestReapFirstProbeOnDisjointPair(t *testing.T) {
 		})
 	}
 }
+
+// A sent stamp the data plane reports after a Keepalive stopped the Send
+// timer, but for a packet sent before it, must not start the timer again:
+// in event order the Keepalive came last (RFC 5534 §6.7). Only a packet
+// sent after the Keepalive starts it.
+func TestReapStaleSentStampAfterKeepalive(t *testing.T) {
+	sa, sb, v := verifiedSites(1)
+	net, a, b := simPair(t, 43, sa, sb, v, Timers{}, Timers{})
+	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
+	establish(t, net, a, b, ua, ub)
+	c := a.e.byPair[pairKey{ua, ub, 0}]
+	ms := func(n int) time.Time { return net.now.Add(time.Duration(n) * time.Millisecond) }
+	a.e.ObserveTraffic(ms(20), c.localTag, ms(10), ms(1))
+	if c.sendStart == 0 {
+		t.Fatal("payload sent after payload received did not start the Send timer")
+	}
+	a.e.HandleControl(ms(30), c.pp, c.lp, AppendKeepalive(nil, c.localTag))
+	if c.sendStart != 0 {
+		t.Fatal("the Keepalive did not stop the Send timer")
+	}
+	a.e.ObserveTraffic(ms(40), c.localTag, ms(25), ms(1))
+	if c.sendStart != 0 {
+		t.Errorf("a packet sent at 25 ms, before the Keepalive at 30 ms, restarted the Send timer")
+	}
+	a.e.ObserveTraffic(ms(60), c.localTag, ms(50), ms(1))
+	if c.sendStart != nt(ms(50)) {
+		t.Errorf("Send timer start %v after a packet sent at 50 ms, want it running from then", c.sendStart)
+	}
+}
