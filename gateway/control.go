@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/gateway/metrics"
+	"github.com/shim6gw/shim6gw/internal/pcap"
 	"github.com/shim6gw/shim6gw/rewrite"
 	"github.com/shim6gw/shim6gw/shim6"
 	"github.com/shim6gw/shim6gw/tunnel"
@@ -19,7 +22,7 @@ import (
 // ControllerOptions tunes a Controller; zero fields take defaults.
 type ControllerOptions struct {
 	// Capture, when set, receives every control message sent or received.
-	Capture *Capture
+	Capture *pcap.Capture
 	// Seed makes the engine's tags, nonces and jitter reproducible
 	// (tests); zero means random.
 	Seed [32]byte
@@ -61,8 +64,8 @@ type Controller struct {
 	devs    []tunnel.Device
 	started bool
 
-	stats    atomic.Pointer[ControlStats]
-	contexts atomic.Pointer[[]ContextInfo]
+	stats    atomic.Pointer[metrics.ControlStats]
+	contexts atomic.Pointer[[]metrics.ContextInfo]
 	uplinkUp atomic.Int32 // uplinks not known to be down, -1 before Run
 
 	// InjectErrors counts control packets the TUN refused.
@@ -80,8 +83,8 @@ func NewController(opts ControllerOptions) *Controller {
 	}
 	c := &Controller{opts: opts, clock: newClock(), rw: rewrite.NewRewriter(opts.Rewriter)}
 	c.dp = newDataplane(c.rw, opts.NoticeQueue, c.clock)
-	c.stats.Store(&ControlStats{})
-	c.contexts.Store(&[]ContextInfo{})
+	c.stats.Store(&metrics.ControlStats{})
+	c.contexts.Store(&[]metrics.ContextInfo{})
 	c.uplinkUp.Store(-1)
 	return c
 }
@@ -97,12 +100,12 @@ func (c *Controller) Attach(devs ...tunnel.Device) {
 }
 
 // OpenFunc opens the TUN device (all its queues) for a TUNConfig.
-type OpenFunc func(cfg TUNConfig) ([]tunnel.Device, error)
+type OpenFunc func(cfg config.TUNConfig) ([]tunnel.Device, error)
 
 // OpenTUN adapts open to Hooks.OpenTUN: the devices are attached to the
 // Controller and the returned Closer closes all of them.
-func (c *Controller) OpenTUN(open OpenFunc) func(TUNConfig) (io.Closer, error) {
-	return func(cfg TUNConfig) (io.Closer, error) {
+func (c *Controller) OpenTUN(open OpenFunc) func(config.TUNConfig) (io.Closer, error) {
+	return func(cfg config.TUNConfig) (io.Closer, error) {
 		devs, err := open(cfg)
 		if err != nil {
 			return nil, err
@@ -128,20 +131,20 @@ func (c *Controller) Hooks(open OpenFunc) Hooks {
 	return Hooks{
 		OpenTUN: c.OpenTUN(open), Control: c.Run,
 		ControlStats: c, DataplaneStats: c, Contexts: c,
-		Ready: []ReadyCheck{{Name: "locators", Check: c.locatorsReady}},
+		Ready: []metrics.ReadyCheck{{Name: "locators", Check: c.locatorsReady}},
 	}
 }
 
 // ControlStats implements ControlStatsSource from the last snapshot.
-func (c *Controller) ControlStats() ControlStats { return *c.stats.Load() }
+func (c *Controller) ControlStats() metrics.ControlStats { return *c.stats.Load() }
 
 // Contexts implements ContextLister from the last snapshot.
-func (c *Controller) Contexts() []ContextInfo {
-	return append([]ContextInfo(nil), *c.contexts.Load()...)
+func (c *Controller) Contexts() []metrics.ContextInfo {
+	return append([]metrics.ContextInfo(nil), *c.contexts.Load()...)
 }
 
 // DataplaneStats implements DataplaneStatsSource.
-func (c *Controller) DataplaneStats() DataplaneStats {
+func (c *Controller) DataplaneStats() metrics.DataplaneStats {
 	ds := c.dp.DataplaneStats()
 	ds.InjectErrors = c.InjectErrors.Load()
 	return ds

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/shim6"
 )
 
@@ -19,7 +20,7 @@ func BenchmarkPublishTable(b *testing.B) {
 			dir := b.TempDir()
 			writeSecret(b, dir)
 			text := strings.Replace(siteYAML(1), "hosts: 4", fmt.Sprintf("hosts: %d", bc.hosts), 1)
-			cfg, err := ParseConfig([]byte(text), dir, "bench.yaml")
+			cfg, err := config.Parse([]byte(text), dir, "bench.yaml")
 			if err != nil {
 				b.Fatal(err)
 			}

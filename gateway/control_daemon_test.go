@@ -13,7 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/gateway/metrics"
+	"github.com/shim6gw/shim6gw/gateway/plumbing"
+	"github.com/shim6gw/shim6gw/gateway/plumbing/plumbtest"
 	"github.com/shim6gw/shim6gw/hba"
+	"github.com/shim6gw/shim6gw/internal/nstest"
+	"github.com/shim6gw/shim6gw/internal/pcap"
 	"github.com/shim6gw/shim6gw/shim6"
 	"github.com/shim6gw/shim6gw/tunnel"
 	"github.com/shim6gw/shim6gw/tunnel/tuntest"
@@ -55,25 +61,25 @@ func checkNoControlLeaks(t *testing.T) {
 // the engine send an I1 into the TUN, and /debug/contexts, /metrics and
 // /readyz show it. Real time, bounded waits.
 func TestControllerInDaemon(t *testing.T) {
-	checkNoLeaks(t)
+	nstest.CheckNoLeaks(t)
 	checkNoControlLeaks(t)
 	path := writeConfig(t, goodConfig)
-	cfg, err := LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	capPath := filepath.Join(t.TempDir(), "c.pcap")
-	capture, err := OpenCapture(capPath)
+	capture, err := pcap.OpenCapture(capPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer capture.Close()
-	ops := &lockedOps{f: newFakeNetlink("lan0", "upA", "upB")}
-	watcher := &fakeWatcher{events: make(chan UplinkEvent, 8), tunUp: true}
+	ops := &lockedOps{f: plumbtest.New("lan0", "upA", "upB")}
+	watcher := &fakeWatcher{events: make(chan plumbing.UplinkEvent, 8), tunUp: true}
 	dev := tuntest.New(tuntest.Config{Buffer: 64})
 	ctrl := NewController(ControllerOptions{Capture: capture})
-	hooks := ctrl.Hooks(func(c TUNConfig) ([]tunnel.Device, error) {
-		ops.do(func() { ops.f.links[c.Name] = &fakeLink{mtu: 1500} })
+	hooks := ctrl.Hooks(func(c config.TUNConfig) ([]tunnel.Device, error) {
+		ops.do(func() { ops.f.Links[c.Name] = &plumbtest.Link{MTU: 1500} })
 		return []tunnel.Device{dev}, nil
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -124,9 +130,9 @@ func TestControllerInDaemon(t *testing.T) {
 	if src, dst, m, err := shim6.ParseIPv6Control(i1); err != nil || m.Type() != shim6.TypeI1 || dst != peer || src != host {
 		t.Fatalf("I1 %v→%v %v", src, dst, err)
 	}
-	var cs []ContextInfo
+	var cs []metrics.ContextInfo
 	for end := time.Now().Add(5 * time.Second); ; {
-		if cs, err = FetchContexts(context.Background(), http.DefaultClient, base); err != nil {
+		if cs, err = metrics.FetchContexts(context.Background(), http.DefaultClient, base); err != nil {
 			t.Fatal(err)
 		}
 		if len(cs) > 0 || time.Now().After(end) {

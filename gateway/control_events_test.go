@@ -8,6 +8,9 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/gateway/metrics"
+	"github.com/shim6gw/shim6gw/gateway/plumbing"
 	"github.com/shim6gw/shim6gw/hba"
 	"github.com/shim6gw/shim6gw/shim6"
 	"github.com/shim6gw/shim6gw/tunnel"
@@ -42,7 +45,7 @@ func TestControllerUplinkDown(t *testing.T) {
 		}
 		n.setBroken(gw1.cfg.Uplinks[0].Prefix)
 		start := time.Now()
-		gw1.uplinks <- UplinkEvent{Uplink: "a", Up: false, Reason: "no carrier", At: start}
+		gw1.uplinks <- plumbing.UplinkEvent{Uplink: "a", Up: false, Reason: "no carrier", At: start}
 		waitFor(t, 5*time.Second, "failover after uplink down", func() bool {
 			c, _ := contextOf(gw1, h1.ULID(), h2.ULID())
 			return c.LocalLocator == h1.Addresses[1]
@@ -55,7 +58,7 @@ func TestControllerUplinkDown(t *testing.T) {
 		if err := gw1.ctrl.locatorsReady(); err != nil {
 			t.Errorf("one uplink left, ready: %v", err)
 		}
-		gw1.uplinks <- UplinkEvent{Uplink: "b", Up: false, Reason: "no carrier"}
+		gw1.uplinks <- plumbing.UplinkEvent{Uplink: "b", Up: false, Reason: "no carrier"}
 		waitFor(t, time.Second, "not ready without uplinks", func() bool {
 			return errors.Is(gw1.ctrl.locatorsReady(), ErrNoLocators)
 		})
@@ -72,9 +75,9 @@ func TestControllerPathError(t *testing.T) {
 		gw1 := n.gws[0]
 		h1, h2 := establish(t, n)
 		// Move the context onto a shimmed pair first.
-		gw1.uplinks <- UplinkEvent{Uplink: "a", Up: false, Reason: "test"}
+		gw1.uplinks <- plumbing.UplinkEvent{Uplink: "a", Up: false, Reason: "test"}
 		n.setBroken(gw1.cfg.Uplinks[0].Prefix)
-		var c ContextInfo
+		var c metrics.ContextInfo
 		waitFor(t, 5*time.Second, "shimmed pair", func() bool {
 			c, _ = contextOf(gw1, h1.ULID(), h2.ULID())
 			return c.LocalLocator == h1.Addresses[1]
@@ -130,7 +133,7 @@ func TestControllerNoSupport(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
-			done <- ctrl.Run(ctx, ControlInputs{Config: cfg, Uplinks: make(chan UplinkEvent), Reloads: make(chan Reload)})
+			done <- ctrl.Run(ctx, ControlInputs{Config: cfg, Uplinks: make(chan plumbing.UplinkEvent), Reloads: make(chan Reload)})
 		}()
 		defer func() {
 			cancel()
@@ -187,12 +190,12 @@ func TestControllerReloadKeepsContexts(t *testing.T) {
 		h1, h2 := establish(t, n)
 		before, _ := contextOf(gw1, h1.ULID(), h2.ULID())
 		next := *gw1.cfg
-		next.Uplinks = append([]UplinkConfig(nil), gw1.cfg.Uplinks...)
+		next.Uplinks = append([]config.UplinkConfig(nil), gw1.cfg.Uplinks...)
 		next.Uplinks[1].Prefix = netip.PrefixFrom(next.Uplinks[1].Prefix.Addr(), 56)
 		next.Timers.SendTimeout = time.Second
 		next.Policy.InitiateAfterNotices = 4
 		plan, err := gw1.cfg.PlanReload(&next)
-		if want := (ReloadPlan{PrefixesChanged: true, TimersChanged: true, PolicyChanged: true}); err != nil || plan != want {
+		if want := (config.ReloadPlan{PrefixesChanged: true, TimersChanged: true, PolicyChanged: true}); err != nil || plan != want {
 			t.Fatalf("plan %+v, %v; want %+v", plan, err, want)
 		}
 		gw1reload(t, n, Reload{Config: &next, Plan: plan})
@@ -248,7 +251,7 @@ func TestControllerRunErrors(t *testing.T) {
 	// OpenTUN attaches what it opens and closes all of it.
 	c2 := NewController(ControllerOptions{})
 	devs := []*tuntest.Device{tuntest.New(tuntest.Config{}), tuntest.New(tuntest.Config{})}
-	closer, err := c2.OpenTUN(func(TUNConfig) ([]tunnel.Device, error) {
+	closer, err := c2.OpenTUN(func(config.TUNConfig) ([]tunnel.Device, error) {
 		return []tunnel.Device{devs[0], devs[1]}, nil
 	})(cfg.TUN)
 	if err != nil {
@@ -267,7 +270,7 @@ func TestControllerRunErrors(t *testing.T) {
 			t.Errorf("device %d not closed", i)
 		}
 	}
-	if _, err := c2.OpenTUN(func(TUNConfig) ([]tunnel.Device, error) { return nil, errors.New("boom") })(cfg.TUN); err == nil {
+	if _, err := c2.OpenTUN(func(config.TUNConfig) ([]tunnel.Device, error) { return nil, errors.New("boom") })(cfg.TUN); err == nil {
 		t.Error("open error lost")
 	}
 	if err := NewController(ControllerOptions{}).locatorsReady(); err == nil {
@@ -292,7 +295,7 @@ func TestControllerRestartRecovery(t *testing.T) {
 		h1, h2 := establish(t, n)
 		// Put the context on a shimmed pair, so payload carries tags.
 		n.setBroken(gw1.cfg.Uplinks[0].Prefix)
-		gw1.uplinks <- UplinkEvent{Uplink: "a", Up: false, Reason: "test"}
+		gw1.uplinks <- plumbing.UplinkEvent{Uplink: "a", Up: false, Reason: "test"}
 		waitFor(t, 5*time.Second, "shimmed pair", func() bool {
 			c, _ := contextOf(gw1, h1.ULID(), h2.ULID())
 			return c.LocalLocator == h1.Addresses[1]

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/shim6"
 	"github.com/shim6gw/shim6gw/tunnel"
 	"github.com/shim6gw/shim6gw/tunnel/tuntest"
@@ -27,7 +28,7 @@ func writeSecret(tb testing.TB, dir string) {
 func FuzzControlReceived(f *testing.F) {
 	dir := f.TempDir()
 	writeSecret(f, dir)
-	cfg, err := ParseConfig([]byte(siteYAML(1)), dir, "fuzz.yaml")
+	cfg, err := config.Parse([]byte(siteYAML(1)), dir, "fuzz.yaml")
 	if err != nil {
 		f.Fatal(err)
 	}

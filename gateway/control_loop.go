@@ -10,6 +10,9 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/gateway/metrics"
+	"github.com/shim6gw/shim6gw/gateway/plumbing"
 	"github.com/shim6gw/shim6gw/hba"
 	"github.com/shim6gw/shim6gw/rewrite"
 	"github.com/shim6gw/shim6gw/shim6"
@@ -24,9 +27,9 @@ const maxTableDelay = 10 * time.Millisecond
 // touches it (and the engine).
 type controlLoop struct {
 	c       *Controller
-	cfg     *Config
+	cfg     *config.Config
 	log     *slog.Logger
-	metrics *Metrics
+	metrics *metrics.Metrics
 	eng     *shim6.Engine
 	site    *site
 	pipes   []*tunnel.Pipeline
@@ -60,7 +63,7 @@ type controlLoop struct {
 	quote      [shim6.IPv6HeaderLen + shim6.PayloadHeaderLen]byte
 }
 
-func newControlLoop(c *Controller, cfg *Config, m *Metrics, log *slog.Logger) (*controlLoop, error) {
+func newControlLoop(c *Controller, cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (*controlLoop, error) {
 	if a := c.opts.ICMPSource; a.IsValid() && (!a.Is6() || a.Is4In6() || a.IsMulticast() || a.IsUnspecified() || a.IsLoopback()) {
 		return nil, fmt.Errorf("gateway: icmp source %v is not a unicast ipv6 address", a)
 	}
@@ -225,7 +228,7 @@ func (l *controlLoop) notice(now time.Time, n rewrite.Notice) {
 }
 
 // uplink turns a monitor event into the engine's uplink event.
-func (l *controlLoop) uplink(now time.Time, e UplinkEvent) {
+func (l *controlLoop) uplink(now time.Time, e plumbing.UplinkEvent) {
 	if l.linkDown[e.Uplink] == !e.Up {
 		return
 	}
@@ -278,7 +281,7 @@ func (l *controlLoop) setDown(now time.Time, name string) {
 // list (RFC 5533 §2: ULID(A) is always one member of Ls(A)); on a
 // withdrawn uplink it is flagged BROKEN instead (RFC 5533 §5.15.3), so
 // the peers stop sending to it.
-func (l *controlLoop) withdraw(now time.Time, old *Config) {
+func (l *controlLoop) withdraw(now time.Time, old *config.Config) {
 	was := func(i int) bool { return old != nil && i < len(old.Uplinks) && old.Uplinks[i].Withdrawn }
 	changed := false
 	for i, u := range l.cfg.Uplinks {
@@ -433,7 +436,7 @@ func (l *controlLoop) event(e *shim6.Event) {
 	attrs := []any{"local_ulid", e.LocalULID, "peer_ulid", e.PeerULID}
 	loc := func() []any {
 		return append(attrs, "local_locator", e.LocalLocator, "peer_locator", e.PeerLocator,
-			"context_tag", tagHex(uint64(e.LocalTag)))
+			"context_tag", metrics.TagHex(uint64(e.LocalTag)))
 	}
 	switch e.Kind {
 	case shim6.EventContextUp:
@@ -474,9 +477,9 @@ func (l *controlLoop) snapshot(now time.Time, idle bool) {
 	}
 	l.snapDirty, l.snapForce, l.lastSnap = false, false, now
 	infos := l.eng.Contexts()
-	out := make([]ContextInfo, len(infos))
+	out := make([]metrics.ContextInfo, len(infos))
 	for i, ci := range infos {
-		out[i] = ContextInfoFrom(ci)
+		out[i] = metrics.ContextInfoFrom(ci)
 		if ci.RTT > 0 && l.metrics != nil && l.lastRTT[ci.LocalTag] != ci.RTT {
 			// Contexts report their last probe round trip.
 			l.lastRTT[ci.LocalTag] = ci.RTT
@@ -484,7 +487,7 @@ func (l *controlLoop) snapshot(now time.Time, idle bool) {
 		}
 	}
 	st := l.eng.Stats()
-	cs := ControlStatsFrom(&st, infos)
+	cs := metrics.ControlStatsFrom(&st, infos)
 	l.c.contexts.Store(&out)
 	l.c.stats.Store(&cs)
 }
@@ -520,7 +523,7 @@ type site struct {
 // newSite derives the HBA book of cfg (RFC 5535 §6, design.md §2): entry
 // i's address under the first LAN prefix is its ULID, and its addresses
 // under every LAN prefix are its locators, verified by HBA.
-func newSite(cfg *Config) (*site, error) {
+func newSite(cfg *config.Config) (*site, error) {
 	book, err := hba.NewBook(cfg.HBA.Secret, cfg.LANPrefixes(), cfg.HBA.Hosts, hba.WithSec(uint8(cfg.HBA.Sec)))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: hba book: %w", err)
@@ -537,7 +540,7 @@ func newSite(cfg *Config) (*site, error) {
 }
 
 // engineConfig builds the engine's configuration.
-func engineConfig(cfg *Config, s *site, seed [32]byte) (shim6.EngineConfig, error) {
+func engineConfig(cfg *config.Config, s *site, seed [32]byte) (shim6.EngineConfig, error) {
 	secret, err := ValidatorSecret(cfg.HBA.Secret)
 	if err != nil {
 		return shim6.EngineConfig{}, err
@@ -552,7 +555,7 @@ func engineConfig(cfg *Config, s *site, seed [32]byte) (shim6.EngineConfig, erro
 
 // observeInterval is how often the loop polls traffic stamps: a tenth of
 // the shorter REAP timer, so detection is late by at most 10 %.
-func observeInterval(t Timers) time.Duration {
+func observeInterval(t config.Timers) time.Duration {
 	d := min(t.SendTimeout, t.KeepaliveTimeout)
 	if d <= 0 {
 		d = max(t.SendTimeout, t.KeepaliveTimeout)

@@ -16,7 +16,14 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/gateway/metrics"
+	"github.com/shim6gw/shim6gw/gateway/plumbing"
 	"github.com/shim6gw/shim6gw/hba"
+	"github.com/shim6gw/shim6gw/internal/pcap"
 	"github.com/shim6gw/shim6gw/shim6"
 	"github.com/shim6gw/shim6gw/tunnel/tuntest"
 )
@@ -49,14 +56,14 @@ func siteYAML(n int) string {
 	return b.String()
 }
 
-func siteConfig(t *testing.T, n int) *Config {
+func siteConfig(t *testing.T, n int) *config.Config {
 	t.Helper()
 	dir := t.TempDir()
 	secret := fmt.Sprintf("site-%d-secret-0123456789abcdef", n)
 	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte(secret), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := ParseConfig([]byte(siteYAML(n)), dir, "site.yaml")
+	cfg, err := config.Parse([]byte(siteYAML(n)), dir, "site.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,12 +73,12 @@ func siteConfig(t *testing.T, n int) *Config {
 // testGW is one gateway of the fake network.
 type testGW struct {
 	name    string
-	cfg     *Config
+	cfg     *config.Config
 	book    *hba.Book
 	dev     *tuntest.Device
 	ctrl    *Controller
-	metrics *Metrics
-	uplinks chan UplinkEvent
+	metrics *metrics.Metrics
+	uplinks chan plumbing.UplinkEvent
 	reloads chan Reload
 	lan     chan []byte // packets the gateway wrote towards its LAN
 	done    chan error
@@ -105,7 +112,7 @@ func (n *fakeNet) wireCopy() [][]byte {
 	return slices.Clone(n.wire)
 }
 
-func inSite(cfg *Config, a netip.Addr) bool {
+func inSite(cfg *config.Config, a netip.Addr) bool {
 	for _, u := range cfg.Uplinks {
 		if u.Prefix.Contains(a) {
 			return true
@@ -174,7 +181,7 @@ func (n *fakeNet) forward(ctx context.Context, i int, me *testGW) {
 
 // startGW builds gateway i of site i+1 and runs it with its forwarder,
 // replacing a previous gateway i (which must be stopped).
-func (n *fakeNet) startGW(t *testing.T, i int, cfg *Config, seed byte, capture *Capture) *testGW {
+func (n *fakeNet) startGW(t *testing.T, i int, cfg *config.Config, seed byte, capture *pcap.Capture) *testGW {
 	t.Helper()
 	book, err := hba.NewBook(cfg.HBA.Secret, cfg.LANPrefixes(), cfg.HBA.Hosts)
 	if err != nil {
@@ -182,12 +189,12 @@ func (n *fakeNet) startGW(t *testing.T, i int, cfg *Config, seed byte, capture *
 	}
 	gw := &testGW{name: fmt.Sprintf("gw%d", i+1), cfg: cfg, book: book,
 		dev:     tuntest.New(tuntest.Config{BatchSize: 8, Buffer: 1024, Name: fmt.Sprintf("gw%d", i+1)}),
-		uplinks: make(chan UplinkEvent, 8), reloads: make(chan Reload, 1), lan: make(chan []byte, 1024), done: make(chan error, 1)}
+		uplinks: make(chan plumbing.UplinkEvent, 8), reloads: make(chan Reload, 1), lan: make(chan []byte, 1024), done: make(chan error, 1)}
 	// The gateway's own address: the first of its first LAN /64.
 	icmpSrc := cfg.Uplinks[0].LANPrefix.Addr().Next()
 	gw.ctrl = NewController(ControllerOptions{Seed: [32]byte{seed}, Capture: capture, ICMPSource: icmpSrc})
 	gw.ctrl.Attach(gw.dev)
-	gw.metrics = NewMetrics(MetricsOptions{Control: gw.ctrl, Dataplane: gw.ctrl})
+	gw.metrics = metrics.NewMetrics(metrics.MetricsOptions{Control: gw.ctrl, Dataplane: gw.ctrl})
 	var ctx context.Context
 	ctx, gw.cancel = context.WithCancel(context.Background())
 	n.mu.Lock()
@@ -216,7 +223,7 @@ func stopGW(t *testing.T, gw *testGW) {
 }
 
 // startNet builds and starts both gateways; stop cancels them and waits.
-func startNet(t *testing.T, capture *Capture) (n *fakeNet, stop func()) {
+func startNet(t *testing.T, capture *pcap.Capture) (n *fakeNet, stop func()) {
 	t.Helper()
 	n = &fakeNet{log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	n.startGW(t, 0, siteConfig(t, 1), 1, capture)
@@ -257,13 +264,13 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 }
 
 // contextOf returns gw's /debug/contexts record of a ULID pair.
-func contextOf(gw *testGW, local, peer netip.Addr) (ContextInfo, bool) {
+func contextOf(gw *testGW, local, peer netip.Addr) (metrics.ContextInfo, bool) {
 	for _, c := range gw.ctrl.Contexts() {
 		if c.LocalULID == local && c.PeerULID == peer {
 			return c, true
 		}
 	}
-	return ContextInfo{}, false
+	return metrics.ContextInfo{}, false
 }
 
 // expectDelivered waits for want on gw's LAN and fails on any other
@@ -298,7 +305,7 @@ func isShimmed(pkt []byte) (src, dst netip.Addr, ok bool) {
 func TestControllerHandshakeFailover(t *testing.T) {
 	capPath := filepath.Join(t.TempDir(), "control.pcap")
 	synctest.Test(t, func(t *testing.T) {
-		capture, err := OpenCapture(capPath)
+		capture, err := pcap.OpenCapture(capPath)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -402,17 +409,17 @@ func TestControllerHandshakeFailover(t *testing.T) {
 			t.Errorf("control stats: %d explorations, %d failovers", cs.Explorations, cs.Failovers)
 		}
 		ds := gw1.ctrl.DataplaneStats()
-		if ds.Packets[PathKey{"outbound", "outbound_shim"}] == 0 || ds.Bytes[PathKey{"outbound", "outbound_shim"}] == 0 {
+		if ds.Packets[metrics.PathKey{Direction: "outbound", Path: "outbound_shim"}] == 0 || ds.Bytes[metrics.PathKey{Direction: "outbound", Path: "outbound_shim"}] == 0 {
 			t.Errorf("dataplane stats lack shimmed packets: %v", ds.Packets)
 		}
-		if ds2 := gw2.ctrl.DataplaneStats(); ds2.Packets[PathKey{"inbound", "inbound_shim"}] == 0 {
+		if ds2 := gw2.ctrl.DataplaneStats(); ds2.Packets[metrics.PathKey{Direction: "inbound", Path: "inbound_shim"}] == 0 {
 			t.Errorf("gw2 stripped no payload header: %v", ds2.Packets)
 		}
-		if count, _, _ := gw1.metrics.FailoverDuration.snapshot(); count == 0 {
+		if count := histogramCount(t, gw1.metrics.FailoverDuration); count == 0 {
 			t.Error("failover duration not observed")
 		}
 		// REAP measured the round trip of its probes.
-		if count, _, _ := gw1.metrics.PathRTT.snapshot(); count == 0 || c1.RTT < 2*oneWayDelay {
+		if count := histogramCount(t, gw1.metrics.PathRTT); count == 0 || c1.RTT < 2*oneWayDelay {
 			t.Errorf("path rtt: %d observations, context rtt %v", count, c1.RTT)
 		}
 		stop()
@@ -459,4 +466,14 @@ func checkCapture(t *testing.T, path string, want uint64) {
 			t.Errorf("capture has no %v (types %v)", ty, types)
 		}
 	}
+}
+
+// histogramCount returns how many values h observed.
+func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }

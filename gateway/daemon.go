@@ -14,6 +14,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/gateway/metrics"
+	"github.com/shim6gw/shim6gw/gateway/plumbing"
 )
 
 // StateDir holds the default state files, which remember changed sysctls
@@ -38,26 +42,26 @@ func DefaultStateFile(tun string) string {
 // implements it (tests substitute a fake).
 type UplinkWatcher interface {
 	Run(ctx context.Context) error
-	Events() <-chan UplinkEvent
-	UplinkStates() []UplinkStatus
+	Events() <-chan plumbing.UplinkEvent
+	UplinkStates() []plumbing.UplinkStatus
 	LinkUp(name string) bool
 }
 
 // Reload is a configuration accepted on SIGHUP, with what changed.
 type Reload struct {
-	Config *Config
-	Plan   ReloadPlan
+	Config *config.Config
+	Plan   config.ReloadPlan
 }
 
 // ControlInputs is what the control loop gets from the daemon.
 type ControlInputs struct {
-	Config *Config
+	Config *config.Config
 	// Uplinks carries the monitor's events (after the daemon re-installed
 	// routes of an uplink that came back).
-	Uplinks <-chan UplinkEvent
+	Uplinks <-chan plumbing.UplinkEvent
 	// Reloads carries accepted SIGHUP reloads (prefixes, timers, policy).
 	Reloads <-chan Reload
-	Metrics *Metrics
+	Metrics *metrics.Metrics
 	Log     *slog.Logger
 }
 
@@ -66,26 +70,26 @@ type Hooks struct {
 	// OpenTUN creates and opens the TUN device named cfg.Name (package
 	// tunnel). The daemon sets its MTU and brings it up, and closes it
 	// after removing the plumbing.
-	OpenTUN func(cfg TUNConfig) (io.Closer, error)
+	OpenTUN func(cfg config.TUNConfig) (io.Closer, error)
 	// Control runs the control loop until ctx ends; it owns the engine
 	// and the data plane. A non-nil return other than ctx's error stops
 	// the daemon.
 	Control func(ctx context.Context, in ControlInputs) error
 	// Sources for /metrics and /debug/contexts; nil exports nothing.
-	ControlStats   ControlStatsSource
-	DataplaneStats DataplaneStatsSource
-	Contexts       ContextLister
+	ControlStats   metrics.ControlStatsSource
+	DataplaneStats metrics.DataplaneStatsSource
+	Contexts       metrics.ContextLister
 	// Ready adds /readyz conditions (e.g. a usable locator pair).
-	Ready []ReadyCheck
+	Ready []metrics.ReadyCheck
 }
 
 // DaemonOptions configures RunDaemon.
 type DaemonOptions struct {
-	ConfigPath string  // re-read on SIGHUP
-	Config     *Config // as loaded from ConfigPath
-	Ops        NetlinkOps
-	Monitor    UplinkWatcher // nil: NewMonitor in the current namespace
-	StateFile  string        // "": DefaultStateFile(Config.TUN.Name)
+	ConfigPath string         // re-read on SIGHUP
+	Config     *config.Config // as loaded from ConfigPath
+	Ops        plumbing.NetlinkOps
+	Monitor    UplinkWatcher // nil: plumbing.NewMonitor in the current namespace
+	StateFile  string        // "": DefaultStateFile(config.Config.TUN.Name)
 	// Signals delivers SIGHUP, SIGINT and SIGTERM; nil subscribes to the
 	// process's signals.
 	Signals <-chan os.Signal
@@ -103,7 +107,7 @@ func ExitCode(err error) int {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, ErrInvalid), errors.Is(err, ErrUnknownKey), errors.Is(err, ErrSystem):
+	case errors.Is(err, config.ErrInvalid), errors.Is(err, config.ErrUnknownKey), errors.Is(err, config.ErrSystem):
 		return 2
 	}
 	return 1
@@ -132,10 +136,10 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 			o.AdminListener.Close() // not handed to the admin server
 		}
 	}()
-	if err := CheckSystem(cfg, o.Ops); err != nil {
+	if err := config.CheckSystem(cfg, o.Ops); err != nil {
 		return err
 	}
-	plumber := NewPlumber(o.Ops, PlumbConfigFrom(cfg, o.StateFile), log)
+	plumber := plumbing.NewPlumber(o.Ops, plumbing.PlumbConfigFrom(cfg, o.StateFile), log)
 	if _, err := plumber.CleanupStale(); err != nil {
 		return err
 	}
@@ -166,21 +170,21 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 	}
 	mon := o.Monitor
 	if mon == nil {
-		mon = NewMonitor(UplinkSpecsFrom(cfg), MonitorOptions{Protocol: cfg.Rules.Protocol, Log: log})
+		mon = plumbing.NewMonitor(plumbing.UplinkSpecsFrom(cfg), plumbing.MonitorOptions{Protocol: cfg.Rules.Protocol, Log: log})
 	}
 	tunName := cfg.TUN.Name
 	tunUp := func() bool { return mon.LinkUp(tunName) }
 	var tunDropped func() (uint64, bool)
-	if r, ok := o.Ops.(LinkStatsReader); ok {
+	if r, ok := o.Ops.(plumbing.LinkStatsReader); ok {
 		tunDropped = func() (uint64, bool) {
 			n, err := r.TxDropped(tunName)
 			return n, err == nil
 		}
 	}
-	metrics := NewMetrics(MetricsOptions{Version: o.Version, Control: o.Hooks.ControlStats,
+	mets := metrics.NewMetrics(metrics.MetricsOptions{Version: o.Version, Control: o.Hooks.ControlStats,
 		Dataplane: o.Hooks.DataplaneStats, Uplinks: mon, TUNUp: tunUp, TUNDropped: tunDropped, Runtime: true})
-	ready := append([]ReadyCheck{{Name: "plumbing", Check: plumber.Verify}}, o.Hooks.Ready...)
-	admin := NewAdmin(AdminOptions{Metrics: metrics, Contexts: o.Hooks.Contexts, Uplinks: mon,
+	ready := append([]metrics.ReadyCheck{{Name: "plumbing", Check: plumber.Verify}}, o.Hooks.Ready...)
+	admin := metrics.NewAdmin(metrics.AdminOptions{Metrics: mets, Contexts: o.Hooks.Contexts, Uplinks: mon,
 		TUNUp: tunUp, Ready: ready, Log: log})
 	ln := o.AdminListener
 	if ln == nil {
@@ -191,7 +195,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	uplinks := make(chan UplinkEvent, 64)
+	uplinks := make(chan plumbing.UplinkEvent, 64)
 	reloads := make(chan Reload, 1)
 	errc := make(chan error, 4)
 	var wg sync.WaitGroup
@@ -231,7 +235,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 	})
 	start("control", func() error {
 		err := o.Hooks.Control(runCtx, ControlInputs{Config: cfg, Uplinks: uplinks, Reloads: reloads,
-			Metrics: metrics, Log: log})
+			Metrics: mets, Log: log})
 		if err == nil && runCtx.Err() == nil {
 			err = errors.New("control loop ended")
 		}
@@ -255,14 +259,14 @@ loop:
 				break loop
 			}
 			next, plan, rerr := reloadConfig(o.ConfigPath, cfg, o.Ops)
-			metrics.ObserveReload(rerr == nil)
+			mets.ObserveReload(rerr == nil)
 			if rerr != nil {
 				log.Error("config reload rejected", "err", rerr)
 				continue
 			}
 			// New prefixes mean new "from P_X" rules.
 			if plan.PrefixesChanged {
-				if perr := plumber.Update(PlumbConfigFrom(next, o.StateFile)); perr != nil {
+				if perr := plumber.Update(plumbing.PlumbConfigFrom(next, o.StateFile)); perr != nil {
 					log.Error("update rules for new prefixes", "err", perr)
 				}
 			}
@@ -293,13 +297,13 @@ loop:
 }
 
 // reloadConfig reads and checks the file again and plans the change.
-func reloadConfig(path string, cur *Config, sys LinkInspector) (*Config, ReloadPlan, error) {
-	next, err := LoadConfig(path)
+func reloadConfig(path string, cur *config.Config, sys config.LinkInspector) (*config.Config, config.ReloadPlan, error) {
+	next, err := config.Load(path)
 	if err != nil {
-		return nil, ReloadPlan{}, err
+		return nil, config.ReloadPlan{}, err
 	}
-	if err := CheckSystem(next, sys); err != nil {
-		return nil, ReloadPlan{}, err
+	if err := config.CheckSystem(next, sys); err != nil {
+		return nil, config.ReloadPlan{}, err
 	}
 	plan, err := cur.PlanReload(next)
 	return next, plan, err

@@ -12,6 +12,11 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/gateway/plumbing"
+	"github.com/shim6gw/shim6gw/gateway/plumbing/plumbtest"
+	"github.com/shim6gw/shim6gw/internal/nstest"
 )
 
 const integrationConfig = `lan:
@@ -40,24 +45,24 @@ tun:
 // while it runs, /healthz is 200 with a live uplink, and after SIGTERM
 // nothing of it is left.
 func TestIntegrationDaemon(t *testing.T) {
-	checkNoLeaks(t)
-	ns, h := newNS(t, "s6gw-daemon")
+	nstest.CheckNoLeaks(t)
+	ns, h := nstest.NewNS(t, "s6gw-daemon")
 	for _, l := range []string{"s6gwlan", "s6gwupa", "s6gwupb"} {
-		addVeth(t, h, l, l+"p")
+		nstest.AddVeth(t, h, l, l+"p")
 	}
 	upa, err := h.LinkByName("s6gwupa")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.AddrAdd(upa, &netlink.Addr{IPNet: mustCIDR("2001:db8:a:ffff::2/64"), Flags: unix.IFA_F_NODAD}); err != nil {
+	if err := h.AddrAdd(upa, &netlink.Addr{IPNet: nstest.MustCIDR("2001:db8:a:ffff::2/64"), Flags: unix.IFA_F_NODAD}); err != nil {
 		t.Fatal(err)
 	}
 	path := writeConfig(t, integrationConfig)
-	cfg, err := LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ops, err := NewNetlinkOps(&ns)
+	ops, err := plumbing.NewNetlinkOps(&ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,11 +78,11 @@ func TestIntegrationDaemon(t *testing.T) {
 	go func() {
 		done <- RunDaemon(context.Background(), DaemonOptions{
 			ConfigPath: path, Config: cfg, Ops: ops, StateFile: filepath.Join(t.TempDir(), "sysctl.json"),
-			Monitor: NewMonitor(UplinkSpecsFrom(cfg), MonitorOptions{Namespace: &ns}),
+			Monitor: plumbing.NewMonitor(plumbing.UplinkSpecsFrom(cfg), plumbing.MonitorOptions{Namespace: &ns}),
 			Signals: sigs, AdminListener: ln,
 			Hooks: Hooks{
-				OpenTUN: func(c TUNConfig) (io.Closer, error) {
-					addTUN(t, ns, h, c.Name)
+				OpenTUN: func(c config.TUNConfig) (io.Closer, error) {
+					nstest.AddTUN(t, ns, h, c.Name)
 					return closerFunc(func() error {
 						l, err := h.LinkByName(c.Name)
 						if err != nil {
@@ -102,7 +107,7 @@ func TestIntegrationDaemon(t *testing.T) {
 			t.Errorf("uplink b up without an address: %+v", e)
 		}
 	}
-	rules, routes := ours(t, ops)
+	rules, routes := plumbtest.Installed(t, ops)
 	if len(rules) != 7 || len(routes) != 5 {
 		t.Errorf("while running: rules %v routes %v", rules, routes)
 	}
@@ -110,7 +115,7 @@ func TestIntegrationDaemon(t *testing.T) {
 	if err != nil || tun.Attrs().MTU != 1400 || tun.Attrs().Flags&net.FlagUp == 0 || tun.Attrs().TxQLen != 777 {
 		t.Errorf("tun = %+v, %v", tun, err)
 	}
-	if v, _ := ops.ReadSysctl(sysctlForwarding); v != "1" {
+	if v, _ := ops.ReadSysctl(plumbing.SysctlForwarding); v != "1" {
 		t.Errorf("forwarding = %q while running", v)
 	}
 	if code, body := httpGet(t, base+"/healthz"); code != 200 {
@@ -125,14 +130,14 @@ func TestIntegrationDaemon(t *testing.T) {
 	if err := recv(t, done, "daemon exit"); err != nil {
 		t.Fatalf("RunDaemon: %v", err)
 	}
-	rules, routes = ours(t, ops)
+	rules, routes = plumbtest.Installed(t, ops)
 	if len(rules)+len(routes) != 0 {
 		t.Errorf("after SIGTERM: rules %v routes %v", rules, routes)
 	}
 	if _, err := h.LinkByName("s6gwtun"); err == nil {
 		t.Error("tun still exists after SIGTERM")
 	}
-	if v, _ := ops.ReadSysctl(sysctlForwarding); v != "0" {
+	if v, _ := ops.ReadSysctl(plumbing.SysctlForwarding); v != "0" {
 		t.Errorf("forwarding = %q after SIGTERM, want 0", v)
 	}
 }

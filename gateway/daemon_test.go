@@ -13,12 +13,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/gateway/plumbing"
+	"github.com/shim6gw/shim6gw/gateway/plumbing/plumbtest"
+	"github.com/shim6gw/shim6gw/internal/nstest"
 )
 
 // lockedOps serializes a fake for use from the daemon's goroutines.
 type lockedOps struct {
 	mu sync.Mutex
-	f  *fakeNetlink
+	f  *plumbtest.Netlink
 }
 
 func (l *lockedOps) do(f func()) { l.mu.Lock(); defer l.mu.Unlock(); f() }
@@ -35,15 +40,27 @@ func (l *lockedOps) SetLink(n string, mtu int) (err error) {
 	l.do(func() { err = l.f.SetLink(n, mtu) })
 	return
 }
-func (l *lockedOps) Rules() (r []Rule, err error) { l.do(func() { r, err = l.f.Rules() }); return }
-func (l *lockedOps) AddRule(r Rule) (err error)   { l.do(func() { err = l.f.AddRule(r) }); return }
-func (l *lockedOps) DelRule(r Rule) (err error)   { l.do(func() { err = l.f.DelRule(r) }); return }
-func (l *lockedOps) ReplaceRoute(r Route) (err error) {
+func (l *lockedOps) Rules() (r []plumbing.Rule, err error) {
+	l.do(func() { r, err = l.f.Rules() })
+	return
+}
+func (l *lockedOps) AddRule(r plumbing.Rule) (err error) {
+	l.do(func() { err = l.f.AddRule(r) })
+	return
+}
+func (l *lockedOps) DelRule(r plumbing.Rule) (err error) {
+	l.do(func() { err = l.f.DelRule(r) })
+	return
+}
+func (l *lockedOps) ReplaceRoute(r plumbing.Route) (err error) {
 	l.do(func() { err = l.f.ReplaceRoute(r) })
 	return
 }
-func (l *lockedOps) DelRoute(r Route) (err error) { l.do(func() { err = l.f.DelRoute(r) }); return }
-func (l *lockedOps) Routes(t int) (r []Route, err error) {
+func (l *lockedOps) DelRoute(r plumbing.Route) (err error) {
+	l.do(func() { err = l.f.DelRoute(r) })
+	return
+}
+func (l *lockedOps) Routes(t int) (r []plumbing.Route, err error) {
 	l.do(func() { r, err = l.f.Routes(t) })
 	return
 }
@@ -59,24 +76,24 @@ func (l *lockedOps) Close() error { return nil }
 
 // fakeWatcher is an UplinkWatcher the test drives.
 type fakeWatcher struct {
-	events chan UplinkEvent
+	events chan plumbing.UplinkEvent
 	mu     sync.Mutex
-	states []UplinkStatus
+	states []plumbing.UplinkStatus
 	tunUp  bool
 }
 
-func (w *fakeWatcher) Run(ctx context.Context) error { <-ctx.Done(); return nil }
-func (w *fakeWatcher) Events() <-chan UplinkEvent    { return w.events }
-func (w *fakeWatcher) UplinkStates() []UplinkStatus {
+func (w *fakeWatcher) Run(ctx context.Context) error       { <-ctx.Done(); return nil }
+func (w *fakeWatcher) Events() <-chan plumbing.UplinkEvent { return w.events }
+func (w *fakeWatcher) UplinkStates() []plumbing.UplinkStatus {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return append([]UplinkStatus(nil), w.states...)
+	return append([]plumbing.UplinkStatus(nil), w.states...)
 }
 func (w *fakeWatcher) LinkUp(string) bool { w.mu.Lock(); defer w.mu.Unlock(); return w.tunUp }
 
-func (w *fakeWatcher) send(e UplinkEvent) {
+func (w *fakeWatcher) send(e plumbing.UplinkEvent) {
 	w.mu.Lock()
-	w.states = []UplinkStatus{{Name: e.Uplink, Up: e.Up, Reason: e.Reason}}
+	w.states = []plumbing.UplinkStatus{{Name: e.Uplink, Up: e.Up, Reason: e.Reason}}
 	w.mu.Unlock()
 	w.events <- e
 }
@@ -101,13 +118,13 @@ type daemonHarness struct {
 func startDaemon(t *testing.T, text string, tunUp bool) *daemonHarness {
 	t.Helper()
 	path := writeConfig(t, text)
-	cfg, err := LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := &daemonHarness{
-		ops:      &lockedOps{f: newFakeNetlink("lan0", "upA", "upB")},
-		watcher:  &fakeWatcher{events: make(chan UplinkEvent, 8), tunUp: tunUp},
+		ops:      &lockedOps{f: plumbtest.New("lan0", "upA", "upB")},
+		watcher:  &fakeWatcher{events: make(chan plumbing.UplinkEvent, 8), tunUp: tunUp},
 		signals:  make(chan os.Signal, 1),
 		inputs:   make(chan ControlInputs, 1),
 		done:     make(chan error, 1),
@@ -121,10 +138,10 @@ func startDaemon(t *testing.T, text string, tunUp bool) *daemonHarness {
 	}
 	h.base = "http://" + ln.Addr().String()
 	hooks := Hooks{
-		OpenTUN: func(c TUNConfig) (io.Closer, error) {
-			h.ops.do(func() { h.ops.f.links[c.Name] = &fakeLink{mtu: 1500} })
+		OpenTUN: func(c config.TUNConfig) (io.Closer, error) {
+			h.ops.do(func() { h.ops.f.Links[c.Name] = &plumbtest.Link{MTU: 1500} })
 			return closerFunc(func() error {
-				h.ops.do(func() { delete(h.ops.f.links, c.Name) })
+				h.ops.do(func() { delete(h.ops.f.Links, c.Name) })
 				close(h.tunClose)
 				return nil
 			}), nil
@@ -146,7 +163,7 @@ func (h *daemonHarness) rules(t *testing.T) []string {
 	t.Helper()
 	var out []string
 	h.ops.do(func() {
-		for _, r := range h.ops.f.rules {
+		for _, r := range h.ops.f.RuleSet {
 			out = append(out, r.String())
 		}
 	})
@@ -191,7 +208,7 @@ func recv[T any](t *testing.T, ch <-chan T, what string) T {
 }
 
 func TestDaemonLifecycle(t *testing.T) {
-	checkNoLeaks(t)
+	nstest.CheckNoLeaks(t)
 	h := startDaemon(t, goodConfig, true)
 	in := recv(t, h.inputs, "control start")
 	if got := len(h.rules(t)); got != 7 {
@@ -204,7 +221,7 @@ func TestDaemonLifecycle(t *testing.T) {
 	if code, body := httpGet(t, h.base+"/healthz"); code != 503 || !strings.Contains(body, "FAIL uplinks") {
 		t.Errorf("/healthz before uplinks = %d %q", code, body)
 	}
-	h.watcher.send(UplinkEvent{Uplink: "a", Up: true, Reason: ReasonUp})
+	h.watcher.send(plumbing.UplinkEvent{Uplink: "a", Up: true, Reason: plumbing.ReasonUp})
 	if e := recv(t, in.Uplinks, "uplink event"); e.Uplink != "a" || !e.Up {
 		t.Errorf("control got %+v", e)
 	}
@@ -214,7 +231,7 @@ func TestDaemonLifecycle(t *testing.T) {
 	if code, body := httpGet(t, h.base+"/readyz"); code != 200 || body != "ok tun\nok uplinks\nok plumbing\n" {
 		t.Errorf("/readyz = %d %q", code, body)
 	}
-	h.ops.do(func() { h.ops.f.rules = h.ops.f.rules[1:] })
+	h.ops.do(func() { h.ops.f.RuleSet = h.ops.f.RuleSet[1:] })
 	if code, body := httpGet(t, h.base+"/readyz"); code != 503 || !strings.Contains(body, "FAIL plumbing: gateway: plumbing missing: rule 15000:") {
 		t.Errorf("/readyz after a rule vanished = %d %q", code, body)
 	}
@@ -267,10 +284,10 @@ func TestDaemonLifecycle(t *testing.T) {
 		t.Errorf("rules after SIGTERM: %v", got)
 	}
 	h.ops.do(func() {
-		if len(h.ops.f.routes) != 0 || h.ops.f.sysctls[sysctlForwarding] != "0" {
-			t.Errorf("after SIGTERM: routes %v forwarding %s", h.ops.f.routes, h.ops.f.sysctls[sysctlForwarding])
+		if len(h.ops.f.RouteSet) != 0 || h.ops.f.Sysctls[plumbing.SysctlForwarding] != "0" {
+			t.Errorf("after SIGTERM: routes %v forwarding %s", h.ops.f.RouteSet, h.ops.f.Sysctls[plumbing.SysctlForwarding])
 		}
-		if _, ok := h.ops.f.links["shim6gw0"]; ok {
+		if _, ok := h.ops.f.Links["shim6gw0"]; ok {
 			t.Error("tun still open")
 		}
 	})
@@ -281,11 +298,11 @@ func TestDaemonLifecycle(t *testing.T) {
 
 func TestDaemonMissingInterfaceChangesNothing(t *testing.T) {
 	path := writeConfig(t, goodConfig)
-	cfg, err := LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := newFakeNetlink("lan0", "upA") // upB missing
+	f := plumbtest.New("lan0", "upA") // upB missing
 	opened := false
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -293,15 +310,15 @@ func TestDaemonMissingInterfaceChangesNothing(t *testing.T) {
 	}
 	err = RunDaemon(context.Background(), DaemonOptions{Config: cfg, Ops: f, Monitor: &fakeWatcher{}, AdminListener: ln,
 		Hooks: Hooks{
-			OpenTUN: func(TUNConfig) (io.Closer, error) { opened = true; return nil, errors.New("unreachable") },
+			OpenTUN: func(config.TUNConfig) (io.Closer, error) { opened = true; return nil, errors.New("unreachable") },
 			Control: func(context.Context, ControlInputs) error { return nil },
 		}})
 	want := `config: line 10: uplinks[1].interface: no interface "upB" on this system`
 	if err == nil || err.Error() != want || ExitCode(err) != 2 {
 		t.Fatalf("err = %v (exit %d), want %s", err, ExitCode(err), want)
 	}
-	if len(f.ops) != 0 || opened {
-		t.Errorf("changed the system: %v, tun opened %v", f.ops, opened)
+	if len(f.Ops) != 0 || opened {
+		t.Errorf("changed the system: %v, tun opened %v", f.Ops, opened)
 	}
 	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("admin listener left open: Accept err = %v", err)
@@ -310,19 +327,19 @@ func TestDaemonMissingInterfaceChangesNothing(t *testing.T) {
 
 func TestDaemonControlErrorStops(t *testing.T) {
 	path := writeConfig(t, goodConfig)
-	cfg, _ := LoadConfig(path)
-	ops := &lockedOps{f: newFakeNetlink("lan0", "upA", "upB")}
+	cfg, _ := config.Load(path)
+	ops := &lockedOps{f: plumbtest.New("lan0", "upA", "upB")}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	boom := errors.New("engine exploded")
 	err = RunDaemon(context.Background(), DaemonOptions{Config: cfg, Ops: ops, AdminListener: ln,
-		Monitor: &fakeWatcher{events: make(chan UplinkEvent)}, StateFile: filepath.Join(t.TempDir(), "s"),
+		Monitor: &fakeWatcher{events: make(chan plumbing.UplinkEvent)}, StateFile: filepath.Join(t.TempDir(), "s"),
 		Signals: make(chan os.Signal),
 		Hooks: Hooks{
-			OpenTUN: func(c TUNConfig) (io.Closer, error) {
-				ops.do(func() { ops.f.links[c.Name] = &fakeLink{} })
+			OpenTUN: func(c config.TUNConfig) (io.Closer, error) {
+				ops.do(func() { ops.f.Links[c.Name] = &plumbtest.Link{} })
 				return closerFunc(func() error { return nil }), nil
 			},
 			Control: func(context.Context, ControlInputs) error { return boom },
@@ -336,18 +353,18 @@ func TestDaemonControlErrorStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = RunDaemon(context.Background(), DaemonOptions{Config: cfg, Ops: ops, AdminListener: ln2,
-		Monitor: &fakeWatcher{events: make(chan UplinkEvent)}, StateFile: filepath.Join(t.TempDir(), "s"),
+		Monitor: &fakeWatcher{events: make(chan plumbing.UplinkEvent)}, StateFile: filepath.Join(t.TempDir(), "s"),
 		Signals: make(chan os.Signal),
 		Hooks: Hooks{
-			OpenTUN: func(c TUNConfig) (io.Closer, error) { return closerFunc(func() error { return nil }), nil },
+			OpenTUN: func(c config.TUNConfig) (io.Closer, error) { return closerFunc(func() error { return nil }), nil },
 			Control: func(context.Context, ControlInputs) error { return nil },
 		}})
 	if err == nil || !strings.Contains(err.Error(), "control loop ended") {
 		t.Fatalf("early nil return: err = %v", err)
 	}
 	ops.do(func() {
-		if len(ops.f.rules) != 0 || len(ops.f.routes) != 0 {
-			t.Errorf("left behind: %v %v", ops.f.rules, ops.f.routes)
+		if len(ops.f.RuleSet) != 0 || len(ops.f.RouteSet) != 0 {
+			t.Errorf("left behind: %v %v", ops.f.RuleSet, ops.f.RouteSet)
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shim6gw/shim6gw/gateway/metrics"
 	"github.com/shim6gw/shim6gw/rewrite"
 	"github.com/shim6gw/shim6gw/shim6"
 	"github.com/shim6gw/shim6gw/tunnel"
@@ -159,13 +160,13 @@ func isShim6ParamProblem(pkt []byte) bool {
 
 // DataplaneStats implements DataplaneStatsSource: the Rewriter's packet
 // and drop counters, the byte counters and the pipelines' batch sizes.
-func (d *Dataplane) DataplaneStats() DataplaneStats {
-	ds := DataplaneStats{Packets: map[PathKey]uint64{}, Bytes: map[PathKey]uint64{}, Drops: map[DropKey]uint64{}}
+func (d *Dataplane) DataplaneStats() metrics.DataplaneStats {
+	ds := metrics.DataplaneStats{Packets: map[metrics.PathKey]uint64{}, Bytes: map[metrics.PathKey]uint64{}, Drops: map[metrics.DropKey]uint64{}}
 	st := d.rw.Stats()
 	for dir := range rewrite.NumDirections {
 		dl := dir.String()
 		for k := range rewrite.NumPathKinds {
-			key := PathKey{dl, k.String()}
+			key := metrics.PathKey{Direction: dl, Path: k.String()}
 			if n := st.Packets[dir][k].Load(); n != 0 {
 				ds.Packets[key] += n
 			}
@@ -175,17 +176,17 @@ func (d *Dataplane) DataplaneStats() DataplaneStats {
 		}
 		for r := rewrite.DropMalformed; r < rewrite.NumDropReasons; r++ {
 			if n := st.Drops[dir][r].Load(); n != 0 {
-				ds.Drops[DropKey{dl, r.String()}] += n
+				ds.Drops[metrics.DropKey{Direction: dl, Reason: r.String()}] += n
 			}
 		}
 	}
 	ds.NoticeDrops = d.NoticeDrops.Load()
 	// The ICMPv6 errors diverted above never reach the Rewriter.
 	if n := d.ICMPDiverted.Load(); n != 0 {
-		ds.Packets[PathKey{rewrite.Inbound.String(), rewrite.PathControl.String()}] += n
+		ds.Packets[metrics.PathKey{Direction: rewrite.Inbound.String(), Path: rewrite.PathControl.String()}] += n
 	}
 	if pp := d.pipes.Load(); pp != nil && len(*pp) > 0 {
-		bc := &BucketCounts{Counts: make([]uint64, tunnel.NumBatchBuckets)}
+		bc := &metrics.BucketCounts{Counts: make([]uint64, tunnel.NumBatchBuckets)}
 		for k := range tunnel.NumBatchBuckets - 1 {
 			bc.Bounds = append(bc.Bounds, float64(tunnel.BatchBucketBound(k)))
 		}

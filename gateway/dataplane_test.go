@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shim6gw/shim6gw/gateway/metrics"
 	"github.com/shim6gw/shim6gw/rewrite"
 	"github.com/shim6gw/shim6gw/shim6"
 	"github.com/shim6gw/shim6gw/tunnel"
@@ -118,15 +119,15 @@ func TestDataplaneOutboundInbound(t *testing.T) {
 		t.Fatalf("inbound\n%x\nwant\n%x", back, want)
 	}
 	ds := r.dp.DataplaneStats()
-	for _, k := range []PathKey{{"outbound", "outbound_shim"}, {"inbound", "inbound_shim"}} {
+	for _, k := range []metrics.PathKey{{Direction: "outbound", Path: "outbound_shim"}, {Direction: "inbound", Path: "inbound_shim"}} {
 		if ds.Packets[k] != 1 {
 			t.Errorf("packets[%v] = %d, want 1", k, ds.Packets[k])
 		}
 	}
-	if got, want := ds.Bytes[PathKey{"outbound", "outbound_shim"}], uint64(len(pkt)+8); got != want {
+	if got, want := ds.Bytes[metrics.PathKey{Direction: "outbound", Path: "outbound_shim"}], uint64(len(pkt)+8); got != want {
 		t.Errorf("outbound bytes %d, want %d", got, want)
 	}
-	if got, want := ds.Bytes[PathKey{"inbound", "inbound_shim"}], uint64(len(pkt)); got != want {
+	if got, want := ds.Bytes[metrics.PathKey{Direction: "inbound", Path: "inbound_shim"}], uint64(len(pkt)); got != want {
 		t.Errorf("inbound bytes %d, want %d", got, want)
 	}
 	if ds.BatchSizes == nil || ds.BatchSizes.Sum != 2 || len(ds.BatchSizes.Counts) != len(ds.BatchSizes.Bounds)+1 {
@@ -181,7 +182,7 @@ func TestDataplaneDivertDropNotice(t *testing.T) {
 	if drops == 0 || drops+supp != 7 || len(r.dp.Notices()) != 1 {
 		t.Errorf("notice drops %d, suppressed %d, queued %d; want 7 lost, 1 queued", drops, supp, len(r.dp.Notices()))
 	}
-	if ds := r.dp.DataplaneStats(); ds.Drops[DropKey{"inbound", "unknown_tag"}] != 1 || ds.Packets[PathKey{"inbound", "control"}] != 1 {
+	if ds := r.dp.DataplaneStats(); ds.Drops[metrics.DropKey{Direction: "inbound", Reason: "unknown_tag"}] != 1 || ds.Packets[metrics.PathKey{Direction: "inbound", Path: "control"}] != 1 {
 		t.Errorf("stats: drops %v packets %v", ds.Drops, ds.Packets)
 	}
 }
@@ -243,7 +244,7 @@ func TestDataplaneZeroAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%v allocs per packet pair, want 0", allocs)
 	}
-	if got := r.dp.DataplaneStats().Packets[PathKey{"inbound", "inbound_shim"}]; got == 0 {
+	if got := r.dp.DataplaneStats().Packets[metrics.PathKey{Direction: "inbound", Path: "inbound_shim"}]; got == 0 {
 		t.Error("inbound payload was not stripped")
 	}
 }

@@ -14,10 +14,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shim6gw/shim6gw/tunnel"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/gateway/metrics"
+	"github.com/shim6gw/shim6gw/gateway/plumbing"
+	"github.com/shim6gw/shim6gw/internal/nsrun"
+	"github.com/shim6gw/shim6gw/internal/nstest"
+	"github.com/shim6gw/shim6gw/tunnel"
 )
 
 // Two real gateways (RunDaemon with the real Controller, the offload TUN
@@ -50,7 +56,7 @@ func reloadSiteYAML(n int, sendTimeout string, notices int) string {
 // reloadGW is one running gateway of the test.
 type reloadGW struct {
 	cfgPath string
-	cfg     *Config
+	cfg     *config.Config
 	base    string // admin URL
 	sigs    chan os.Signal
 	done    chan error
@@ -75,7 +81,7 @@ func crossVeth(t *testing.T, ha *netlink.Handle, b netns.NsHandle, hb *netlink.H
 			t.Fatal(err)
 		}
 		if x.ll > 0 {
-			if err := x.h.AddrAdd(l, &netlink.Addr{IPNet: mustCIDR(fmt.Sprintf("fe80::%d/64", x.ll)), Flags: unix.IFA_F_NODAD}); err != nil {
+			if err := x.h.AddrAdd(l, &netlink.Addr{IPNet: nstest.MustCIDR(fmt.Sprintf("fe80::%d/64", x.ll)), Flags: unix.IFA_F_NODAD}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -91,16 +97,16 @@ func addAddr(t *testing.T, h *netlink.Handle, link, cidr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.AddrAdd(l, &netlink.Addr{IPNet: mustCIDR(cidr), Flags: unix.IFA_F_NODAD}); err != nil {
+	if err := h.AddrAdd(l, &netlink.Addr{IPNet: nstest.MustCIDR(cidr), Flags: unix.IFA_F_NODAD}); err != nil {
 		t.Fatalf("addr %s on %s: %v", cidr, link, err)
 	}
 }
 
 // openTUNIn opens the configured backend inside ns.
 func openTUNIn(ns netns.NsHandle) OpenFunc {
-	return func(c TUNConfig) ([]tunnel.Device, error) {
+	return func(c config.TUNConfig) ([]tunnel.Device, error) {
 		var devs []tunnel.Device
-		err := runInNS(ns, func() error {
+		err := nsrun.In(ns, func() error {
 			switch c.Backend {
 			case "offload":
 				d, err := tunnel.OpenOffload(c.Name, c.MTU)
@@ -135,7 +141,7 @@ func startReloadGW(t *testing.T, n int, gwNS netns.NsHandle, gw *netlink.Handle,
 	if err := os.WriteFile(g.cfgPath, []byte(reloadSiteYAML(n, "20s", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadConfig(g.cfgPath)
+	cfg, err := config.Load(g.cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,14 +158,14 @@ func startReloadGW(t *testing.T, n int, gwNS netns.NsHandle, gw *netlink.Handle,
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.RouteAdd(&netlink.Route{LinkIndex: hl.Attrs().Index, Dst: mustCIDR("::/0"), Gw: net.ParseIP("fe80::1")}); err != nil {
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: hl.Attrs().Index, Dst: nstest.MustCIDR("::/0"), Gw: net.ParseIP("fe80::1")}); err != nil {
 		t.Fatal(err)
 	}
 	// An address of its own on every uplink, so the monitor calls it up.
 	for _, u := range cfg.Uplinks {
 		addAddr(t, gw, u.Interface, netip.PrefixFrom(u.Prefix.Addr().Next(), 64).String())
 	}
-	ops, err := NewNetlinkOps(&gwNS)
+	ops, err := plumbing.NewNetlinkOps(&gwNS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +179,7 @@ func startReloadGW(t *testing.T, n int, gwNS netns.NsHandle, gw *netlink.Handle,
 	go func() {
 		g.done <- RunDaemon(context.Background(), DaemonOptions{
 			ConfigPath: g.cfgPath, Config: cfg, Ops: ops, StateFile: filepath.Join(dir, "sysctl.json"),
-			Monitor: NewMonitor(UplinkSpecsFrom(cfg), MonitorOptions{Namespace: &gwNS}),
+			Monitor: plumbing.NewMonitor(plumbing.UplinkSpecsFrom(cfg), plumbing.MonitorOptions{Namespace: &gwNS}),
 			Signals: g.sigs, AdminListener: ln, Log: log.With("gw", n),
 			Hooks: ctrl.Hooks(openTUNIn(gwNS)),
 		})
@@ -197,20 +203,20 @@ func (g *reloadGW) stop(t *testing.T) {
 	}
 }
 
-func (g *reloadGW) context(t *testing.T, peer netip.Addr) (ContextInfo, bool) {
+func (g *reloadGW) context(t *testing.T, peer netip.Addr) (metrics.ContextInfo, bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	cs, err := FetchContexts(ctx, http.DefaultClient, g.base)
+	cs, err := metrics.FetchContexts(ctx, http.DefaultClient, g.base)
 	if err != nil {
-		return ContextInfo{}, false
+		return metrics.ContextInfo{}, false
 	}
 	for _, c := range cs {
 		if c.LocalULID == g.host && c.PeerULID == peer {
 			return c, true
 		}
 	}
-	return ContextInfo{}, false
+	return metrics.ContextInfo{}, false
 }
 
 // TestIntegrationReloadKeepsContexts: two gateways establish a context for
@@ -219,11 +225,11 @@ func (g *reloadGW) context(t *testing.T, peer netip.Addr) (ContextInfo, bool) {
 // broken afterwards is detected by the new Send Timeout: the failover
 // comes well before the old 20 s.
 func TestIntegrationReloadKeepsContexts(t *testing.T) {
-	checkNoLeaks(t)
-	ns1, gw1h := newNS(t, "s6d-gw1")
-	ns2, gw2h := newNS(t, "s6d-gw2")
-	h1ns, h1h := newNS(t, "s6d-h1")
-	h2ns, h2h := newNS(t, "s6d-h2")
+	nstest.CheckNoLeaks(t)
+	ns1, gw1h := nstest.NewNS(t, "s6d-gw1")
+	ns2, gw2h := nstest.NewNS(t, "s6d-gw2")
+	h1ns, h1h := nstest.NewNS(t, "s6d-h1")
+	h2ns, h2h := nstest.NewNS(t, "s6d-h2")
 	crossVeth(t, gw1h, ns2, gw2h, "s6dupa", "s6dupa", 1, 2)
 	crossVeth(t, gw1h, ns2, gw2h, "s6dupb", "s6dupb", 1, 2)
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -234,14 +240,14 @@ func TestIntegrationReloadKeepsContexts(t *testing.T) {
 
 	// h2 echoes UDP; h1 sends a datagram every 50 ms until the test ends.
 	var echo, sender *net.UDPConn
-	if err := runInNS(h2ns, func() (err error) {
+	if err := nsrun.In(h2ns, func() (err error) {
 		echo, err = net.ListenUDP("udp6", &net.UDPAddr{IP: g2.host.AsSlice(), Port: 7})
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	defer echo.Close()
-	if err := runInNS(h1ns, func() (err error) {
+	if err := nsrun.In(h1ns, func() (err error) {
 		sender, err = net.DialUDP("udp6", &net.UDPAddr{IP: g1.host.AsSlice()}, &net.UDPAddr{IP: g2.host.AsSlice(), Port: 7})
 		return err
 	}); err != nil {
@@ -286,7 +292,7 @@ func TestIntegrationReloadKeepsContexts(t *testing.T) {
 		}
 	}()
 
-	var c1, c2 ContextInfo
+	var c1, c2 metrics.ContextInfo
 	waitReal(t, 15*time.Second, "context established on both gateways", func() bool {
 		var ok1, ok2 bool
 		c1, ok1 = g1.context(t, g2.host)
@@ -333,14 +339,14 @@ func TestIntegrationReloadKeepsContexts(t *testing.T) {
 	rule := netlink.NewRule()
 	rule.Family = unix.AF_INET6
 	rule.Priority = 100
-	rule.Src = mustCIDR(g1.cfg.Uplinks[0].Prefix.String())
+	rule.Src = nstest.MustCIDR(g1.cfg.Uplinks[0].Prefix.String())
 	rule.Type = unix.FR_ACT_BLACKHOLE
 	if err := gw2h.RuleAdd(rule); err != nil {
 		t.Fatal(err)
 	}
 	defer gw2h.RuleDel(rule)
 	start := time.Now()
-	var moved ContextInfo
+	var moved metrics.ContextInfo
 	waitReal(t, 12*time.Second, "failover at gw1 within the new Send Timeout", func() bool {
 		c, ok := g1.context(t, g2.host)
 		moved = c
@@ -376,9 +382,9 @@ func TestIntegrationDefaultStateFile(t *testing.T) {
 	if !strings.HasPrefix(here, StateDir+"/shim6gw0-") || !strings.HasSuffix(here, ".sysctl.json") {
 		t.Fatalf("DefaultStateFile = %q", here)
 	}
-	ns, _ := newNS(t, "s6d-state")
+	ns, _ := nstest.NewNS(t, "s6d-state")
 	var there string
-	if err := runInNS(ns, func() error { there = DefaultStateFile("shim6gw0"); return nil }); err != nil {
+	if err := nsrun.In(ns, func() error { there = DefaultStateFile("shim6gw0"); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if there == here || !strings.HasPrefix(there, StateDir+"/shim6gw0-") {

@@ -10,6 +10,9 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/gateway/metrics"
+	"github.com/shim6gw/shim6gw/gateway/plumbing"
 	"github.com/shim6gw/shim6gw/shim6"
 )
 
@@ -45,9 +48,9 @@ func TestUplinkWithdrawnDecode(t *testing.T) {
 			if tt.also {
 				text = strings.Replace(text, "    mtu: 1492\n", "    mtu: 1492\n    withdrawn: on\n", 1)
 			}
-			c, err := LoadConfig(writeConfig(t, text))
+			c, err := config.Load(writeConfig(t, text))
 			if tt.err != "" {
-				if err == nil || err.Error() != tt.err || !errors.Is(err, ErrInvalid) {
+				if err == nil || err.Error() != tt.err || !errors.Is(err, config.ErrInvalid) {
 					t.Fatalf("err = %v, want %s", err, tt.err)
 				}
 				return
@@ -67,9 +70,9 @@ func TestUplinkWithdrawnDecode(t *testing.T) {
 }
 
 func TestPlanReloadWithdrawn(t *testing.T) {
-	load := func(text string) *Config {
+	load := func(text string) *config.Config {
 		t.Helper()
-		c, err := LoadConfig(writeConfig(t, text))
+		c, err := config.Load(writeConfig(t, text))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,25 +84,25 @@ func TestPlanReloadWithdrawn(t *testing.T) {
 	plain, withdrawn := load(goodConfig), load(withdrawB(goodConfig))
 	tests := []struct {
 		name     string
-		cur, nxt *Config
-		want     ReloadPlan
+		cur, nxt *config.Config
+		want     config.ReloadPlan
 		err      string
 	}{
-		{"withdraw", plain, withdrawn, ReloadPlan{WithdrawnChanged: true}, ""},
-		{"restore", withdrawn, plain, ReloadPlan{WithdrawnChanged: true}, ""},
-		{"unchanged", withdrawn, load(withdrawB(goodConfig)), ReloadPlan{}, ""},
+		{"withdraw", plain, withdrawn, config.ReloadPlan{WithdrawnChanged: true}, ""},
+		{"restore", withdrawn, plain, config.ReloadPlan{WithdrawnChanged: true}, ""},
+		{"unchanged", withdrawn, load(withdrawB(goodConfig)), config.ReloadPlan{}, ""},
 		{"with prefix and timers", plain,
 			load(strings.NewReplacer("i1_timeout: 1s", "i1_timeout: 2s", "2001:db8:b::/48", "2001:db8:b::/56").Replace(withdrawB(goodConfig))),
-			ReloadPlan{PrefixesChanged: true, WithdrawnChanged: true, TimersChanged: true}, ""},
+			config.ReloadPlan{PrefixesChanged: true, WithdrawnChanged: true, TimersChanged: true}, ""},
 		{"with a restart key", plain,
 			load(strings.Replace(withdrawB(goodConfig), "mtu: 1492", "mtu: 1400", 1)),
-			ReloadPlan{}, "config: line 9: uplinks[1]: changed, needs a restart"},
+			config.ReloadPlan{}, "config: line 9: uplinks[1]: changed, needs a restart"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := tt.cur.PlanReload(tt.nxt)
 			if tt.err != "" {
-				if err == nil || err.Error() != tt.err || !errors.Is(err, ErrNeedsRestart) {
+				if err == nil || err.Error() != tt.err || !errors.Is(err, config.ErrNeedsRestart) {
 					t.Fatalf("err = %v, want %s", err, tt.err)
 				}
 				return
@@ -113,7 +116,7 @@ func TestPlanReloadWithdrawn(t *testing.T) {
 
 // withUplinks returns a copy of cfg whose uplinks have the given
 // withdrawn flags.
-func withUplinks(cfg *Config, withdrawn ...bool) *Config {
+func withUplinks(cfg *config.Config, withdrawn ...bool) *config.Config {
 	next := *cfg
 	next.Uplinks = slices.Clone(cfg.Uplinks)
 	for i, w := range withdrawn {
@@ -144,7 +147,7 @@ func TestWithdrawnAtStartIsDown(t *testing.T) {
 		t.Fatalf("at start: down %v, %d up; want [true false], 1", got, c.uplinkUp.Load())
 	}
 	now := time.Now()
-	l.uplink(now, UplinkEvent{Uplink: "a", Up: false, Reason: "no carrier"})
+	l.uplink(now, plumbing.UplinkEvent{Uplink: "a", Up: false, Reason: "no carrier"})
 	restored := withUplinks(cfg, false, false)
 	plan, err := cfg.PlanReload(restored)
 	if err != nil || !plan.WithdrawnChanged {
@@ -154,7 +157,7 @@ func TestWithdrawnAtStartIsDown(t *testing.T) {
 	if got := downs(); !slices.Equal(got, []bool{true, false}) {
 		t.Errorf("restored but carrier lost: down %v, want [true false]", got)
 	}
-	l.uplink(now, UplinkEvent{Uplink: "a", Up: true})
+	l.uplink(now, plumbing.UplinkEvent{Uplink: "a", Up: true})
 	if got := downs(); !slices.Equal(got, []bool{false, false}) || c.uplinkUp.Load() != 2 {
 		t.Errorf("restored and up: down %v, %d up; want [false false], 2", got, c.uplinkUp.Load())
 	}
@@ -176,7 +179,7 @@ type sentUpdate struct {
 }
 
 // updatesFrom parses the Update Requests among pkts sent from site cfg.
-func updatesFrom(t *testing.T, cfg *Config, pkts [][]byte) []sentUpdate {
+func updatesFrom(t *testing.T, cfg *config.Config, pkts [][]byte) []sentUpdate {
 	t.Helper()
 	var out []sentUpdate
 	for _, p := range pkts {
@@ -249,7 +252,7 @@ func TestControllerReloadWithdrawsUplink(t *testing.T) {
 			synctest.Wait()
 			return updatesFrom(t, gw1.cfg, n.wireCopy()[mark:])
 		}
-		sameTags := func(what string) ContextInfo {
+		sameTags := func(what string) metrics.ContextInfo {
 			t.Helper()
 			c, ok := contextOf(gw1, h1.ULID(), h2.ULID())
 			if !ok || c.State != "established" || c.LocalTag != before.LocalTag || c.PeerTag != before.PeerTag {
@@ -330,7 +333,7 @@ func TestControllerReloadWithdrawsUplink(t *testing.T) {
 		}
 		// The peer took the new list: a break of a now moves it to b.
 		n.setBroken(gw1.cfg.Uplinks[0].Prefix)
-		gw1.uplinks <- UplinkEvent{Uplink: "a", Up: false, Reason: "no carrier"}
+		gw1.uplinks <- plumbing.UplinkEvent{Uplink: "a", Up: false, Reason: "no carrier"}
 		waitFor(t, 5*time.Second, "failover to the restored b", func() bool {
 			c, _ := contextOf(gw1, h1.ULID(), h2.ULID())
 			return c.LocalLocator == locB

@@ -22,7 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shim6gw/shim6gw/gateway"
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/gateway/metrics"
 )
 
 // e2ePrefix keeps the end-to-end labs apart from the other lab tests and
@@ -166,7 +167,7 @@ func assertNoGatewayState(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	proto := strconv.Itoa(gateway.DefaultRouteProtocol)
+	proto := strconv.Itoa(config.DefaultRouteProtocol)
 	out, err := run(ctx, nil, "ip", "-d", "-6", "rule", "show")
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +201,7 @@ func (e *e2e) dumpLog() {
 }
 
 // contexts fetches gw's contexts, failing the test on error.
-func (e *e2e) contexts(gw Node) []gateway.ContextInfo {
+func (e *e2e) contexts(gw Node) []metrics.ContextInfo {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -213,12 +214,12 @@ func (e *e2e) contexts(gw Node) []gateway.ContextInfo {
 
 // waitContexts polls gw's contexts (at most 15 s) until cond holds for
 // the context of every ULID pair in pairs, and returns them.
-func (e *e2e) waitContexts(what string, gw Node, pairs [][2]netip.Addr, cond func(gateway.ContextInfo) bool) []gateway.ContextInfo {
+func (e *e2e) waitContexts(what string, gw Node, pairs [][2]netip.Addr, cond func(metrics.ContextInfo) bool) []metrics.ContextInfo {
 	e.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		cs := e.contexts(gw)
-		var got []gateway.ContextInfo
+		var got []metrics.ContextInfo
 		for _, p := range pairs {
 			if c, ok := FindContext(cs, p[0], p[1]); ok && cond(c) {
 				got = append(got, c)
@@ -235,12 +236,12 @@ func (e *e2e) waitContexts(what string, gw Node, pairs [][2]netip.Addr, cond fun
 }
 
 // established reports a context in state established.
-func established(c gateway.ContextInfo) bool { return c.State == "established" }
+func established(c metrics.ContextInfo) bool { return c.State == "established" }
 
 // onUplink returns a condition: established with the local locator in
 // prefix p.
-func onUplink(p netip.Prefix) func(gateway.ContextInfo) bool {
-	return func(c gateway.ContextInfo) bool { return established(c) && p.Contains(c.LocalLocator) }
+func onUplink(p netip.Prefix) func(metrics.ContextInfo) bool {
+	return func(c metrics.ContextInfo) bool { return established(c) && p.Contains(c.LocalLocator) }
 }
 
 // stream starts a stream, stopped by t.Cleanup.

@@ -19,7 +19,8 @@ import (
 
 	"github.com/vishvananda/netns"
 
-	"github.com/shim6gw/shim6gw/gateway"
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/gateway/metrics"
 	"github.com/shim6gw/shim6gw/hba"
 )
 
@@ -90,7 +91,7 @@ func GatewayConfig(s Site, secretFile string) []byte {
 func WriteGatewayConfig(dir string, s Site) (string, error) {
 	name := fmt.Sprintf("gw%d", s.Index)
 	sec := name + "-secret"
-	if b, err := os.ReadFile(filepath.Join(dir, sec)); err != nil || len(hba.TrimSecret(b)) < gateway.MinSecretLen {
+	if b, err := os.ReadFile(filepath.Join(dir, sec)); err != nil || len(hba.TrimSecret(b)) < config.MinSecretLen {
 		secret := make([]byte, 32)
 		if _, err := rand.Read(secret); err != nil {
 			return "", fmt.Errorf("lab: secret: %w", err)
@@ -300,14 +301,14 @@ func (l *Lab) AdminGet(ctx context.Context, gw Node, path string) ([]byte, error
 
 // SiteBook writes site s's gateway configuration and secret into dir (as
 // Up will, keeping the secret) and derives the HBA address book exactly as
-// the daemon does from that file (gateway.LoadConfig, the LAN /64s in
+// the daemon does from that file (config.Load, the LAN /64s in
 // uplink order, P_A first): the hosts' addresses must come from it.
 func SiteBook(dir string, s Site) (*hba.Book, error) {
 	path, err := WriteGatewayConfig(dir, s)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := gateway.LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, fmt.Errorf("lab: generated config: %w", err)
 	}
@@ -350,11 +351,11 @@ func (l *Lab) GatewayReady(ctx context.Context, ns string) error {
 }
 
 // Contexts fetches gateway gw's shim6 contexts (/debug/contexts).
-func (l *Lab) Contexts(ctx context.Context, gw Node) ([]gateway.ContextInfo, error) {
+func (l *Lab) Contexts(ctx context.Context, gw Node) ([]metrics.ContextInfo, error) {
 	tr := &http.Transport{DialContext: l.DialContext(gw), DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
-	cs, err := gateway.FetchContexts(ctx, c, "http://"+AdminListen)
+	cs, err := metrics.FetchContexts(ctx, c, "http://"+AdminListen)
 	if err != nil {
 		return nil, fmt.Errorf("lab: %s: %w", gw, err)
 	}
@@ -362,18 +363,18 @@ func (l *Lab) Contexts(ctx context.Context, gw Node) ([]gateway.ContextInfo, err
 }
 
 // FindContext returns the context of ULID pair local–peer in cs.
-func FindContext(cs []gateway.ContextInfo, local, peer netip.Addr) (gateway.ContextInfo, bool) {
+func FindContext(cs []metrics.ContextInfo, local, peer netip.Addr) (metrics.ContextInfo, bool) {
 	for _, c := range cs {
 		if c.LocalULID == local && c.PeerULID == peer {
 			return c, true
 		}
 	}
-	return gateway.ContextInfo{}, false
+	return metrics.ContextInfo{}, false
 }
 
 // FormatPair renders a context's current locator pair as the progress
 // line and the report show it.
-func FormatPair(c gateway.ContextInfo) string {
+func FormatPair(c metrics.ContextInfo) string {
 	return fmt.Sprintf("%s <-> %s (%s)", c.LocalLocator, c.PeerLocator, c.State)
 }
 

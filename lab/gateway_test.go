@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shim6gw/shim6gw/gateway"
+	"github.com/shim6gw/shim6gw/gateway/config"
 )
 
 // The tests that hold the generated configuration against the gateway
@@ -22,7 +22,7 @@ func TestGatewayConfigLoads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := gateway.LoadConfig(path)
+		c, err := config.Load(path)
 		if err != nil {
 			t.Fatalf("site %d: generated config rejected: %v\n%s", s.Index, err, GatewayConfig(s, "x"))
 		}
@@ -39,7 +39,7 @@ func TestGatewayConfigLoads(t *testing.T) {
 			c.Timers.InitialProbeTimeout != 200*time.Millisecond || c.Timers.I1Timeout != 500*time.Millisecond {
 			t.Errorf("lab timers not applied: %+v", c.Timers)
 		}
-		if len(c.HBA.Secret) < gateway.MinSecretLen {
+		if len(c.HBA.Secret) < config.MinSecretLen {
 			t.Errorf("secret %d bytes", len(c.HBA.Secret))
 		}
 		if c.Admin.Listen != AdminListen {
@@ -62,7 +62,7 @@ func TestIntegrationDaemonSeam(t *testing.T) {
 	started := map[string]string{}
 	stopped := 0
 	start := func(ctx context.Context, ns, cfgPath string) (func() error, error) {
-		c, err := gateway.LoadConfig(cfgPath)
+		c, err := config.Load(cfgPath)
 		if err != nil {
 			return nil, err
 		}

@@ -6,6 +6,8 @@ import (
 	"io"
 
 	"github.com/shim6gw/shim6gw/gateway"
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/gateway/plumbing"
 )
 
 const checkUsage = `usage: shim6gw check --config FILE
@@ -22,20 +24,20 @@ flags:
 func runCheck(args []string, stdout, stderr io.Writer) int {
 	fset := flag.NewFlagSet("check", flag.ContinueOnError)
 	fset.SetOutput(io.Discard)
-	config := fset.String("config", "", "configuration file (YAML)")
+	cfgPath := fset.String("config", "", "configuration file (YAML)")
 	if code, done := parseFlags(fset, args, checkUsage, stdout, stderr); done {
 		return code
 	}
-	if *config == "" {
+	if *cfgPath == "" {
 		return failf(stderr, exitUsage, "check: --config is required")
 	}
-	cfg, err := gateway.LoadConfig(*config)
+	cfg, err := config.Load(*cfgPath)
 	if err == nil {
-		err = gateway.Check(cfg)
+		err = plumbing.Check(cfg)
 	}
 	if err != nil {
 		return failf(stderr, gateway.ExitCode(err), "check: %s", oneLine(err))
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d uplinks, %d hosts, tun %s)\n", *config, len(cfg.Uplinks), cfg.HBA.Hosts, cfg.TUN.Name)
+	fmt.Fprintf(stdout, "%s: ok (%d uplinks, %d hosts, tun %s)\n", *cfgPath, len(cfg.Uplinks), cfg.HBA.Hosts, cfg.TUN.Name)
 	return exitOK
 }

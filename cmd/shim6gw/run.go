@@ -11,6 +11,9 @@ import (
 	"strings"
 
 	"github.com/shim6gw/shim6gw/gateway"
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/gateway/plumbing"
+	"github.com/shim6gw/shim6gw/internal/pcap"
 	"github.com/shim6gw/shim6gw/tunnel"
 )
 
@@ -34,17 +37,17 @@ flags:
 func runRun(args []string, stdout, stderr io.Writer) int {
 	fset := flag.NewFlagSet("run", flag.ContinueOnError)
 	fset.SetOutput(io.Discard)
-	config := fset.String("config", "", "configuration file (YAML)")
+	cfgPath := fset.String("config", "", "configuration file (YAML)")
 	capture := fset.String("capture", "", "write every Shim6 control message sent or received to this pcap file")
 	logFormat := fset.String("log-format", "", "log format, text or json (default: log.format of the configuration)")
 	stateFile := fset.String("state-file", "", "sysctl state file (default /run/shim6gw/<tun>-<netns id>.sysctl.json)")
 	if code, done := parseFlags(fset, args, runUsage, stdout, stderr); done {
 		return code
 	}
-	if *config == "" {
+	if *cfgPath == "" {
 		return failf(stderr, exitUsage, "run: --config is required")
 	}
-	cfg, err := gateway.LoadConfig(*config)
+	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		return failf(stderr, gateway.ExitCode(err), "run: %s", oneLine(err))
 	}
@@ -56,14 +59,14 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return failf(stderr, exitUsage, "run: %v", err)
 	}
-	var capt *gateway.Capture
+	var capt *pcap.Capture
 	if *capture != "" {
-		if capt, err = gateway.OpenCapture(*capture); err != nil {
+		if capt, err = pcap.OpenCapture(*capture); err != nil {
 			return failf(stderr, exitFail, "run: %v", err)
 		}
 		defer capt.Close()
 	}
-	ops, err := gateway.NewNetlinkOps(nil)
+	ops, err := plumbing.NewNetlinkOps(nil)
 	if err != nil {
 		return failf(stderr, exitFail, "run: %v", err)
 	}
@@ -74,7 +77,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctrl := gateway.NewController(gateway.ControllerOptions{Capture: capt, ICMPSource: icmpSrc})
 	err = gateway.RunDaemon(context.Background(), gateway.DaemonOptions{
-		ConfigPath: *config, Config: cfg, Ops: ops, Version: version, StateFile: *stateFile,
+		ConfigPath: *cfgPath, Config: cfg, Ops: ops, Version: version, StateFile: *stateFile,
 		Log: log, LogLevel: level, Hooks: ctrl.Hooks(openTUN),
 	})
 	if cerr := capt.Err(); cerr != nil {
@@ -89,7 +92,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 // openTUN opens the TUN device with the configured backend: offload (the
 // default: GSO/GRO offloads, vectored I/O), wireguard (wireguard-go's tun,
 // offloads, one queue) or water (plain, one Device per queue).
-func openTUN(c gateway.TUNConfig) ([]tunnel.Device, error) {
+func openTUN(c config.TUNConfig) ([]tunnel.Device, error) {
 	switch c.Backend {
 	case "water":
 		ws, err := tunnel.OpenWater(c.Name, c.Queues > 1, max(c.Queues, 1))

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shim6gw/shim6gw/gateway"
+	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/tunnel"
 )
 
@@ -57,11 +57,11 @@ func TestGlobalAddr(t *testing.T) {
 // the default, "", is offload).
 func TestOpenTUNBackends(t *testing.T) {
 	for _, b := range []string{"offload", ""} {
-		if _, err := openTUN(gateway.TUNConfig{Name: "s6dx", Backend: b, MTU: 100}); !errors.Is(err, tunnel.ErrBadConfig) {
+		if _, err := openTUN(config.TUNConfig{Name: "s6dx", Backend: b, MTU: 100}); !errors.Is(err, tunnel.ErrBadConfig) {
 			t.Errorf("backend %q: %v, want tunnel.ErrBadConfig from OpenOffload", b, err)
 		}
 	}
-	if _, err := openTUN(gateway.TUNConfig{Name: "s6dx", Backend: "tap", MTU: 1500}); err == nil || err.Error() != `unknown tun backend "tap"` {
+	if _, err := openTUN(config.TUNConfig{Name: "s6dx", Backend: "tap", MTU: 1500}); err == nil || err.Error() != `unknown tun backend "tap"` {
 		t.Errorf("backend tap: %v", err)
 	}
 }

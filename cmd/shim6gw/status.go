@@ -8,7 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/shim6gw/shim6gw/gateway"
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/gateway/metrics"
 )
 
 const statusUsage = `usage: shim6gw status [--admin ADDR] [--timeout D]
@@ -24,7 +25,7 @@ flags:
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	fset := flag.NewFlagSet("status", flag.ContinueOnError)
 	fset.SetOutput(io.Discard)
-	admin := fset.String("admin", gateway.DefaultAdminListen, "admin listener, host:port or http URL")
+	admin := fset.String("admin", config.DefaultAdminListen, "admin listener, host:port or http URL")
 	timeout := fset.Duration("timeout", 5*time.Second, "give up after this long")
 	if code, done := parseFlags(fset, args, statusUsage, stdout, stderr); done {
 		return code
@@ -35,11 +36,11 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	cs, err := gateway.FetchContexts(ctx, &http.Client{Timeout: *timeout}, base)
+	cs, err := metrics.FetchContexts(ctx, &http.Client{Timeout: *timeout}, base)
 	if err != nil {
 		return failf(stderr, exitFail, "status: %v", err)
 	}
-	if err := gateway.RenderStatus(stdout, cs); err != nil {
+	if err := metrics.RenderStatus(stdout, cs); err != nil {
 		return failf(stderr, exitFail, "status: %v", err)
 	}
 	return exitOK

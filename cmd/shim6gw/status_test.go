@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shim6gw/shim6gw/gateway"
+	"github.com/shim6gw/shim6gw/gateway/metrics"
 )
 
 func TestStatus(t *testing.T) {
-	ci := gateway.ContextInfo{
+	ci := metrics.ContextInfo{
 		LocalULID: netip.MustParseAddr("2001:db8:a:1::10"), PeerULID: netip.MustParseAddr("2001:db8:c:1::20"),
 		State: "established", LocalLocator: netip.MustParseAddr("2001:db8:b:1::10"),
 		PeerLocator: netip.MustParseAddr("2001:db8:c:1::20"), LocalTag: 0x123, PeerTag: 0x456,
@@ -24,7 +24,7 @@ func TestStatus(t *testing.T) {
 			http.Error(w, "nope", http.StatusNotFound)
 			return
 		}
-		json.NewEncoder(w).Encode(gateway.ContextsResponse{Contexts: []gateway.ContextInfo{ci}})
+		json.NewEncoder(w).Encode(metrics.ContextsResponse{Contexts: []metrics.ContextInfo{ci}})
 	}))
 	defer srv.Close()
 	for _, admin := range []string{srv.URL, strings.TrimPrefix(srv.URL, "http://")} {

@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"errors"
@@ -8,9 +8,10 @@ import (
 	"time"
 
 	"github.com/shim6gw/shim6gw/hba"
+	"github.com/shim6gw/shim6gw/shim6"
 )
 
-// Sentinel errors; every *ConfigError matches one of them with errors.Is.
+// Sentinel errors; every *Error matches one of them with errors.Is.
 var (
 	// ErrUnknownKey: a key the schema does not have (decoding is strict).
 	ErrUnknownKey = errors.New("config: unknown key")
@@ -21,19 +22,19 @@ var (
 	ErrSystem = errors.New("config: system check failed")
 )
 
-// ConfigError is one problem in a configuration file. It names the key
+// Error is one problem in a configuration file. It names the key
 // path (e.g. "uplinks[1].prefix") and the line of that key.
-type ConfigError struct {
+type Error struct {
 	Line int    // 1-based line of the key (or of its parent when missing)
 	Key  string // key path; empty for the document itself
 	Msg  string // human message, already naming the key
 	Kind error  // ErrUnknownKey, ErrInvalid or ErrSystem
 }
 
-func (e *ConfigError) Error() string { return fmt.Sprintf("config: line %d: %s", e.Line, e.Msg) }
+func (e *Error) Error() string { return fmt.Sprintf("config: line %d: %s", e.Line, e.Msg) }
 
 // Unwrap lets errors.Is match the error kind.
-func (e *ConfigError) Unwrap() error { return e.Kind }
+func (e *Error) Unwrap() error { return e.Kind }
 
 // Defaults for keys the file leaves out.
 const (
@@ -310,7 +311,7 @@ var ErrNeedsRestart = errors.New("config: change needs a restart")
 func (c *Config) PlanReload(next *Config) (ReloadPlan, error) {
 	var p ReloadPlan
 	restart := func(key string) error {
-		return &ConfigError{Line: next.lineOf(key), Key: key, Kind: ErrNeedsRestart,
+		return &Error{Line: next.lineOf(key), Key: key, Kind: ErrNeedsRestart,
 			Msg: fmt.Sprintf("%s: changed, needs a restart", key)}
 	}
 	if c.LAN != next.LAN {
@@ -324,7 +325,7 @@ func (c *Config) PlanReload(next *Config) (ReloadPlan, error) {
 		if a.LANPrefix != b.LANPrefix {
 			// The HBA book, and so every ULID, is bound to the LAN
 			// prefixes (RFC 5535 §8.1): no open context survives it.
-			return p, &ConfigError{Line: next.lineOf(fmt.Sprintf("uplinks[%d].lan_prefix", i)),
+			return p, &Error{Line: next.lineOf(fmt.Sprintf("uplinks[%d].lan_prefix", i)),
 				Key: fmt.Sprintf("uplinks[%d].lan_prefix", i), Kind: ErrNeedsRestart,
 				Msg: fmt.Sprintf("uplinks[%d].lan_prefix: changed, needs a restart (new HBA address book)", i)}
 		}
@@ -359,4 +360,49 @@ func (c *Config) PlanReload(next *Config) (ReloadPlan, error) {
 	p.PolicyChanged = c.Policy != next.Policy
 	p.LogChanged = c.Log != next.Log
 	return p, nil
+}
+
+// Engine returns the timers as the engine takes them.
+func (t Timers) Engine() shim6.Timers {
+	return shim6.Timers{
+		I1Timeout:            t.I1Timeout,
+		I1RetriesMax:         t.I1RetriesMax,
+		I2Timeout:            t.I2Timeout,
+		I2RetriesMax:         t.I2RetriesMax,
+		I2bisTimeout:         t.I2bisTimeout,
+		I2bisRetriesMax:      t.I2bisRetriesMax,
+		ValidatorMinLifetime: t.ValidatorMinLifetime,
+		NoR1HolddownTime:     t.NoR1HolddownTime,
+		ICMPHolddownTime:     t.ICMPHolddownTime,
+		UpdateTimeout:        t.UpdateTimeout,
+		MaxUpdateTimeout:     t.MaxUpdateTimeout,
+		SendTimeout:          t.SendTimeout,
+		KeepaliveTimeout:     t.KeepaliveTimeout,
+		InitialProbeTimeout:  t.InitialProbeTimeout,
+		NumInitialProbes:     t.NumInitialProbes,
+		MaxProbeTimeout:      t.MaxProbeTimeout,
+		IdleTimeout:          t.IdleTimeout,
+		NonceInterval:        t.NonceInterval,
+		SecretRotation:       t.SecretRotation,
+	}
+}
+
+// Engine returns the initiation policy as the engine takes it.
+func (p PolicyConfig) Engine() shim6.Policy {
+	return shim6.Policy{Packets: p.InitiateAfterNotices, After: p.InitiateAfter, Window: p.Window, MaxPending: p.MaxPending}
+}
+
+// Apply sets the engine's resource limits from the configuration.
+func (l LimitsConfig) Apply(ec *shim6.EngineConfig) {
+	ec.MaxContexts = l.MaxContexts
+}
+
+// EngineUplinks returns the uplinks as the engine names them: a local
+// locator inside an uplink's provider prefix is on that uplink.
+func (c *Config) EngineUplinks() []shim6.Uplink {
+	out := make([]shim6.Uplink, len(c.Uplinks))
+	for i, u := range c.Uplinks {
+		out[i] = shim6.Uplink{Name: u.Name, Prefix: u.Prefix}
+	}
+	return out
 }

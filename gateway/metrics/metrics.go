@@ -1,4 +1,4 @@
-package gateway
+package metrics
 
 import (
 	"net/http"
@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shim6gw/shim6gw/gateway/plumbing"
 )
 
 // Closed label vocabularies. A source may only use these values; anything
@@ -107,7 +109,9 @@ type ControlStatsSource interface{ ControlStats() ControlStats }
 type DataplaneStatsSource interface{ DataplaneStats() DataplaneStats }
 
 // UplinkStateSource reports uplink states; *Monitor implements it.
-type UplinkStateSource interface{ UplinkStates() []UplinkStatus }
+type UplinkStateSource interface {
+	UplinkStates() []plumbing.UplinkStatus
+}
 
 // MetricsOptions connects the collector to its sources; nil sources
 // export zeros.
@@ -129,9 +133,8 @@ type MetricsOptions struct {
 // Histograms are fed directly; everything else is read from the sources
 // when scraped, so nothing is done on the packet path.
 type Metrics struct {
-	FailoverDuration *Histogram // seconds from exploration start to failover
-	PathRTT          *Histogram // seconds, REAP probe round trips
-	BatchSize        *Histogram // packets per TUN read
+	FailoverDuration prometheus.Histogram // seconds from exploration start to failover
+	PathRTT          prometheus.Histogram // seconds, REAP probe round trips
 
 	reloadsOK, reloadsFailed atomic.Uint64
 
@@ -142,9 +145,16 @@ type Metrics struct {
 }
 
 type metricDescs struct {
-	buildInfo, contexts, establishments, messages, controlDrops, explorations, failovers,
-	failoverDuration, pathRTT, uplinkUp, tunUp, packets, bytes, packetDrops, batchSize,
+	buildInfo, contexts, establishments, messages, controlDrops, explorations, failovers, uplinkUp, tunUp, packets, bytes, packetDrops, batchSize,
 	reloads, noticeDrops, injectErrors, tunDropped *prometheus.Desc
+}
+
+// newHistogram builds a histogram named shim6gw_<subsystem>_<name> and
+// records the name; the caller registers it.
+func (m *Metrics) newHistogram(subsystem, name, help string, buckets []float64) prometheus.Histogram {
+	m.names = append(m.names, prometheus.BuildFQName("shim6gw", subsystem, name))
+	return prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "shim6gw", Subsystem: subsystem,
+		Name: name, Help: help, Buckets: buckets})
 }
 
 // newDesc builds a descriptor named shim6gw_<subsystem>_<name> and
@@ -160,35 +170,30 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	m := &Metrics{
-		FailoverDuration: NewHistogram(FailoverBuckets),
-		PathRTT:          NewHistogram(RTTBuckets),
-		BatchSize:        NewHistogram(BatchBuckets),
-		opts:             opts,
-		reg:              prometheus.NewRegistry(),
-	}
+	m := &Metrics{opts: opts, reg: prometheus.NewRegistry()}
+	m.FailoverDuration = m.newHistogram("reap", "failover_duration_seconds",
+		"Time from the start of a REAP exploration to the failover.", FailoverBuckets)
+	m.PathRTT = m.newHistogram("reap", "path_rtt_seconds", "Round-trip time of REAP probes.", RTTBuckets)
 	m.descs = metricDescs{
-		buildInfo:        m.newDesc("", "build_info", "Build information; always 1.", "version", "goversion"),
-		contexts:         m.newDesc("context", "contexts", "Shim6 contexts by state (RFC 5533 §6.2).", "state"),
-		establishments:   m.newDesc("context", "establishments_total", "Context establishments by result.", "result"),
-		messages:         m.newDesc("control", "messages_total", "Shim6 control messages by type and direction.", "type", "direction"),
-		controlDrops:     m.newDesc("control", "dropped_messages_total", "Control messages the engine ignored, by reason.", "reason"),
-		explorations:     m.newDesc("reap", "explorations_total", "REAP path explorations started (RFC 5534 §4.3)."),
-		failovers:        m.newDesc("reap", "failovers_total", "REAP moves of a context to another locator pair."),
-		failoverDuration: m.newDesc("reap", "failover_duration_seconds", "Time from the start of a REAP exploration to the failover."),
-		pathRTT:          m.newDesc("reap", "path_rtt_seconds", "Round-trip time of REAP probes."),
-		uplinkUp:         m.newDesc("uplink", "up", "1 while the uplink is usable (carrier, address, route).", "uplink"),
-		tunUp:            m.newDesc("tunnel", "up", "1 while the TUN device is up."),
-		packets:          m.newDesc("dataplane", "packets_total", "Packets through the data plane by direction and path kind.", "direction", "path"),
-		bytes:            m.newDesc("dataplane", "bytes_total", "Bytes through the data plane by direction and path kind.", "direction", "path"),
-		packetDrops:      m.newDesc("rewrite", "dropped_packets_total", "Packets the data plane dropped, by reason.", "direction", "reason"),
-		batchSize:        m.newDesc("tunnel", "batch_size", "Packets per TUN read."),
-		reloads:          m.newDesc("config", "reloads_total", "Configuration reloads (SIGHUP) by result.", "result"),
-		noticeDrops:      m.newDesc("dataplane", "dropped_notices_total", "Data-plane notices (traffic seen, unknown tag, path error) lost because the control loop's queue was full."),
-		injectErrors:     m.newDesc("control", "inject_errors_total", "Control packets the TUN refused to take."),
-		tunDropped:       m.newDesc("tunnel", "dropped_packets_total", "Packets the kernel dropped on the TUN's transmit queue (tx_dropped): the gateway did not read fast enough."),
+		buildInfo:      m.newDesc("", "build_info", "Build information; always 1.", "version", "goversion"),
+		contexts:       m.newDesc("context", "contexts", "Shim6 contexts by state (RFC 5533 §6.2).", "state"),
+		establishments: m.newDesc("context", "establishments_total", "Context establishments by result.", "result"),
+		messages:       m.newDesc("control", "messages_total", "Shim6 control messages by type and direction.", "type", "direction"),
+		controlDrops:   m.newDesc("control", "dropped_messages_total", "Control messages the engine ignored, by reason.", "reason"),
+		explorations:   m.newDesc("reap", "explorations_total", "REAP path explorations started (RFC 5534 §4.3)."),
+		failovers:      m.newDesc("reap", "failovers_total", "REAP moves of a context to another locator pair."),
+		uplinkUp:       m.newDesc("uplink", "up", "1 while the uplink is usable (carrier, address, route).", "uplink"),
+		tunUp:          m.newDesc("tunnel", "up", "1 while the TUN device is up."),
+		packets:        m.newDesc("dataplane", "packets_total", "Packets through the data plane by direction and path kind.", "direction", "path"),
+		bytes:          m.newDesc("dataplane", "bytes_total", "Bytes through the data plane by direction and path kind.", "direction", "path"),
+		packetDrops:    m.newDesc("rewrite", "dropped_packets_total", "Packets the data plane dropped, by reason.", "direction", "reason"),
+		batchSize:      m.newDesc("tunnel", "batch_size", "Packets per TUN read."),
+		reloads:        m.newDesc("config", "reloads_total", "Configuration reloads (SIGHUP) by result.", "result"),
+		noticeDrops:    m.newDesc("dataplane", "dropped_notices_total", "Data-plane notices (traffic seen, unknown tag, path error) lost because the control loop's queue was full."),
+		injectErrors:   m.newDesc("control", "inject_errors_total", "Control packets the TUN refused to take."),
+		tunDropped:     m.newDesc("tunnel", "dropped_packets_total", "Packets the kernel dropped on the TUN's transmit queue (tx_dropped): the gateway did not read fast enough."),
 	}
-	m.reg.MustRegister(m)
+	m.reg.MustRegister(m, m.FailoverDuration, m.PathRTT)
 	if opts.Runtime {
 		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
@@ -217,7 +222,7 @@ func (m *Metrics) ObserveReload(ok bool) {
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	d := m.descs
 	for _, x := range []*prometheus.Desc{d.buildInfo, d.contexts, d.establishments, d.messages, d.controlDrops,
-		d.explorations, d.failovers, d.failoverDuration, d.pathRTT, d.uplinkUp, d.tunUp, d.packets, d.bytes,
+		d.explorations, d.failovers, d.uplinkUp, d.tunUp, d.packets, d.bytes,
 		d.packetDrops, d.batchSize, d.reloads, d.noticeDrops, d.injectErrors, d.tunDropped} {
 		ch <- x
 	}
@@ -231,10 +236,6 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
-	}
-	hist := func(desc *prometheus.Desc, h *Histogram) {
-		count, sum, buckets := h.snapshot()
-		ch <- prometheus.MustNewConstHistogram(desc, count, sum, buckets)
 	}
 	gauge(d.buildInfo, 1, m.opts.Version, runtime.Version())
 
@@ -258,8 +259,6 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(d.explorations, cs.Explorations)
 	counter(d.failovers, cs.Failovers)
-	hist(d.failoverDuration, m.FailoverDuration)
-	hist(d.pathRTT, m.PathRTT)
 
 	if m.opts.Uplinks != nil {
 		states := m.opts.Uplinks.UplinkStates()
@@ -292,8 +291,6 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		if count, sum, buckets, ok := bc.cumulative(); ok {
 			ch <- prometheus.MustNewConstHistogram(d.batchSize, count, sum, buckets)
 		}
-	} else {
-		hist(d.batchSize, m.BatchSize)
 	}
 	counter(d.noticeDrops, ds.NoticeDrops)
 	counter(d.injectErrors, ds.InjectErrors)
@@ -315,3 +312,12 @@ func MetricNames() []string {
 	sort.Strings(names)
 	return names
 }
+
+// Bucket layouts of the gateway's histograms.
+var (
+	// FailoverBuckets spans REAP failovers: probes start after 0.5 s and
+	// back off to 60 s (RFC 5534 §4.3, §7), plus the Send Timeout.
+	FailoverBuckets = []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 20, 30, 60, 120}
+	// RTTBuckets spans path round-trip times from a LAN lab to satellites.
+	RTTBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}
+)

@@ -1,4 +1,4 @@
-package gateway
+package plumbing_test
 
 import (
 	"net/netip"
@@ -9,67 +9,44 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/gateway/plumbing"
+	"github.com/shim6gw/shim6gw/gateway/plumbing/plumbtest"
+	"github.com/shim6gw/shim6gw/internal/nstest"
 )
 
-func integrationPlumbConfig(state string) PlumbConfig {
-	return PlumbConfig{
+func integrationPlumbConfig(state string) plumbing.PlumbConfig {
+	return plumbing.PlumbConfig{
 		TUN: "s6gwtun", TUNMTU: 1400, LAN: "s6gwlan", StateFile: state,
 		LANPrefixes: []netip.Prefix{netip.MustParsePrefix("2001:db8:a:1::/64"), netip.MustParsePrefix("2001:db8:b:1::/64")},
-		Uplinks: []PlumbUplink{
+		Uplinks: []plumbing.PlumbUplink{
 			{Name: "a", Interface: "s6gwupa", Prefix: netip.MustParsePrefix("2001:db8:a::/48"), Gateway: netip.MustParseAddr("fe80::1"), AcceptRA: true},
 			{Name: "b", Interface: "s6gwupb", Prefix: netip.MustParsePrefix("2001:db8:b::/48")},
 		},
-		Rules: RulesConfig{PriorityBase: 15000, TableBase: 15000, Protocol: 154},
+		Rules: config.RulesConfig{PriorityBase: 15000, TableBase: 15000, Protocol: 154},
 	}
-}
-
-// ours returns the kernel's rules and routes that carry the gateway's
-// protocol, sorted.
-func ours(t *testing.T, ops NetlinkOps) ([]string, []string) {
-	t.Helper()
-	rules, err := ops.Rules()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rs, ts []string
-	for _, r := range rules {
-		if r.Protocol == 154 || (r.Priority >= 15000 && r.Priority < 15100) {
-			rs = append(rs, r.String())
-		}
-	}
-	for tab := 15000; tab <= 15001+MaxUplinks; tab++ {
-		routes, err := ops.Routes(tab)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range routes {
-			ts = append(ts, r.String())
-		}
-	}
-	slices.Sort(rs)
-	slices.Sort(ts)
-	return rs, ts
 }
 
 func TestIntegrationPlumbing(t *testing.T) {
 	const name = "s6gw-plumb"
-	ns, h := newNS(t, name)
-	addTUN(t, ns, h, "s6gwtun")
+	ns, h := nstest.NewNS(t, name)
+	nstest.AddTUN(t, ns, h, "s6gwtun")
 	for _, l := range []string{"s6gwlan", "s6gwupa", "s6gwupb"} {
-		addVeth(t, h, l, l+"p")
+		nstest.AddVeth(t, h, l, l+"p")
 	}
-	ops, err := NewNetlinkOps(&ns)
+	ops, err := plumbing.NewNetlinkOps(&ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ops.Close()
 	state := filepath.Join(t.TempDir(), "sysctl.json")
 	cfg := integrationPlumbConfig(state)
-	if v, err := ops.ReadSysctl(sysctlForwarding); err != nil || v != "0" {
+	if v, err := ops.ReadSysctl(plumbing.SysctlForwarding); err != nil || v != "0" {
 		t.Fatalf("forwarding in a fresh namespace = %q, %v; want 0", v, err)
 	}
 
-	p := NewPlumber(ops, cfg, nil)
+	p := plumbing.NewPlumber(ops, cfg, nil)
 	if n, err := p.CleanupStale(); n != 0 || err != nil {
 		t.Fatalf("CleanupStale on a clean namespace: %d, %v", n, err)
 	}
@@ -87,14 +64,14 @@ func TestIntegrationPlumbing(t *testing.T) {
 	}
 	slices.Sort(wantRules)
 	slices.Sort(wantRoutes)
-	gotRules, gotRoutes := ours(t, ops)
+	gotRules, gotRoutes := plumbtest.Installed(t, ops)
 	if diff := cmp.Diff(wantRules, gotRules); diff != "" {
 		t.Errorf("rules while running (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(wantRoutes, gotRoutes); diff != "" {
 		t.Errorf("routes while running (-want +got):\n%s", diff)
 	}
-	for key, want := range map[string]string{sysctlForwarding: "1", sysctlAcceptRA("s6gwupa"): "2"} {
+	for key, want := range map[string]string{plumbing.SysctlForwarding: "1", "net/ipv6/conf/s6gwupa/accept_ra": "2"} {
 		if v, err := ops.ReadSysctl(key); err != nil || v != want {
 			t.Errorf("%s = %q, %v; want %s", key, v, err, want)
 		}
@@ -133,22 +110,22 @@ func TestIntegrationPlumbing(t *testing.T) {
 	if err := p.Teardown(); err != nil {
 		t.Fatal(err)
 	}
-	gotRules, gotRoutes = ours(t, ops)
+	gotRules, gotRoutes = plumbtest.Installed(t, ops)
 	if len(gotRules)+len(gotRoutes) != 0 {
 		t.Errorf("after Teardown: rules %v routes %v", gotRules, gotRoutes)
 	}
-	for key, want := range map[string]string{sysctlForwarding: "0", sysctlAcceptRA("s6gwupa"): "1"} {
+	for key, want := range map[string]string{plumbing.SysctlForwarding: "0", "net/ipv6/conf/s6gwupa/accept_ra": "1"} {
 		if v, err := ops.ReadSysctl(key); err != nil || v != want {
 			t.Errorf("after Teardown %s = %q, %v; want %s", key, v, err, want)
 		}
 	}
 
 	// kill -9 path: apply, abandon, and a new run's CleanupStale removes it.
-	crashed := NewPlumber(ops, cfg, nil)
+	crashed := plumbing.NewPlumber(ops, cfg, nil)
 	if err := crashed.Apply(); err != nil {
 		t.Fatal(err)
 	}
-	fresh := NewPlumber(ops, cfg, nil)
+	fresh := plumbing.NewPlumber(ops, cfg, nil)
 	n, err := fresh.CleanupStale()
 	if err != nil {
 		t.Fatal(err)
@@ -156,11 +133,11 @@ func TestIntegrationPlumbing(t *testing.T) {
 	if want := len(wantRules) + len(wantRoutes); n != want {
 		t.Errorf("CleanupStale removed %d, want %d", n, want)
 	}
-	gotRules, gotRoutes = ours(t, ops)
+	gotRules, gotRoutes = plumbtest.Installed(t, ops)
 	if len(gotRules)+len(gotRoutes) != 0 {
 		t.Errorf("after crash cleanup: rules %v routes %v", gotRules, gotRoutes)
 	}
-	if v, _ := ops.ReadSysctl(sysctlForwarding); v != "0" {
+	if v, _ := ops.ReadSysctl(plumbing.SysctlForwarding); v != "0" {
 		t.Errorf("forwarding after crash cleanup = %q, want 0 (from the state file)", v)
 	}
 	out, err = exec.Command("ip", "-n", name, "-6", "rule", "show").CombinedOutput()
@@ -172,17 +149,17 @@ func TestIntegrationPlumbing(t *testing.T) {
 // TestIntegrationPlumbingLinkBounce checks that Reconcile restores the
 // uplink route the kernel drops when the interface goes down.
 func TestIntegrationPlumbingLinkBounce(t *testing.T) {
-	ns, h := newNS(t, "s6gw-bounce")
-	addTUN(t, ns, h, "s6gwtun")
+	ns, h := nstest.NewNS(t, "s6gw-bounce")
+	nstest.AddTUN(t, ns, h, "s6gwtun")
 	for _, l := range []string{"s6gwlan", "s6gwupa", "s6gwupb"} {
-		addVeth(t, h, l, l+"p")
+		nstest.AddVeth(t, h, l, l+"p")
 	}
-	ops, err := NewNetlinkOps(&ns)
+	ops, err := plumbing.NewNetlinkOps(&ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ops.Close()
-	p := NewPlumber(ops, integrationPlumbConfig(""), nil)
+	p := plumbing.NewPlumber(ops, integrationPlumbConfig(""), nil)
 	if err := p.Apply(); err != nil {
 		t.Fatal(err)
 	}

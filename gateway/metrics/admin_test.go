@@ -1,4 +1,4 @@
-package gateway
+package metrics
 
 import (
 	"context"
@@ -17,6 +17,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/shim6gw/shim6gw/gateway/plumbing"
+	"github.com/shim6gw/shim6gw/internal/nstest"
 )
 
 type fakeContexts []ContextInfo
@@ -30,65 +33,49 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 	return rec.Code, rec.Body.String()
 }
 
-// TestHealthzFlips feeds a Monitor's tracker by hand: /healthz follows the
-// uplink states the monitor reports.
+type uplinksFunc func() []plumbing.UplinkStatus
+
+func (f uplinksFunc) UplinkStates() []plumbing.UplinkStatus { return f() }
+
+// TestHealthzFlips: /healthz follows the TUN and the uplink states as the
+// monitor reports them.
 func TestHealthzFlips(t *testing.T) {
-	m := NewMonitor([]UplinkSpec{{Name: "a", Interface: "upA"}, {Name: "b", Interface: "upB"}}, MonitorOptions{Buffer: 16})
+	var up fakeUplinks
 	var tunUp atomic.Bool
-	tunUp.Store(true)
-	a := NewAdmin(AdminOptions{Uplinks: m, TUNUp: tunUp.Load,
+	a := NewAdmin(AdminOptions{Uplinks: uplinksFunc(func() []plumbing.UplinkStatus { return up }), TUNUp: tunUp.Load,
 		Ready: []ReadyCheck{{Name: "plumbing", Check: func() error { return nil }}}})
 	h := a.Handler()
-	ctx := context.Background()
-	feed := func(f func(*uplinkTracker)) {
-		m.apply(f)
-		if err := m.flush(ctx); err != nil {
-			t.Fatal(err)
-		}
+	st := func(name string, reason string) plumbing.UplinkStatus {
+		return plumbing.UplinkStatus{Name: name, Up: reason == plumbing.ReasonUp, Reason: reason}
 	}
-	addr := netip.MustParseAddr("2001:db8:a:ffff::2")
 	steps := []struct {
 		name     string
-		do       func(*uplinkTracker)
+		states   fakeUplinks
 		tun      bool
 		wantCode int
 		wantBody string
 	}{
-		{"nothing known", func(*uplinkTracker) {}, true, 503,
+		{"nothing known", fakeUplinks{st("a", plumbing.ReasonMissing), st("b", plumbing.ReasonMissing)}, true, 503,
 			"ok tun\nFAIL uplinks: none up (a: interface missing, b: interface missing)\n"},
-		{"a up", func(tr *uplinkTracker) {
-			tr.setLink(2, linkFacts{name: "upA", adminUp: true, carrier: true}, true)
-			tr.setAddr(2, addr, true, true)
-		}, true, 200, "ok tun\nok uplinks\n"},
-		{"tun down", func(*uplinkTracker) {}, false, 503, "FAIL tun: down\nok uplinks\n"},
-		{"a loses carrier", func(tr *uplinkTracker) {
-			tr.setLink(2, linkFacts{name: "upA", adminUp: true}, true)
-		}, true, 503, "ok tun\nFAIL uplinks: none up (a: no carrier, b: interface missing)\n"},
-		{"a back", func(tr *uplinkTracker) {
-			tr.setLink(2, linkFacts{name: "upA", adminUp: true, carrier: true}, true)
-		}, true, 200, "ok tun\nok uplinks\n"},
+		{"a up", fakeUplinks{st("a", plumbing.ReasonUp), st("b", plumbing.ReasonMissing)}, true, 200, "ok tun\nok uplinks\n"},
+		{"tun down", fakeUplinks{st("a", plumbing.ReasonUp), st("b", plumbing.ReasonMissing)}, false, 503, "FAIL tun: down\nok uplinks\n"},
+		{"a loses carrier", fakeUplinks{st("a", plumbing.ReasonNoCarrier), st("b", plumbing.ReasonMissing)}, true, 503,
+			"ok tun\nFAIL uplinks: none up (a: no carrier, b: interface missing)\n"},
+		{"a back", fakeUplinks{st("a", plumbing.ReasonUp), st("b", plumbing.ReasonMissing)}, true, 200, "ok tun\nok uplinks\n"},
+		{"none configured", nil, true, 503, "ok tun\nFAIL uplinks: none configured\n"},
 	}
 	for _, s := range steps {
-		feed(s.do)
+		up = s.states
 		tunUp.Store(s.tun)
 		code, body := get(t, h, "/healthz")
 		if code != s.wantCode || body != s.wantBody {
 			t.Errorf("%s: /healthz = %d %q, want %d %q", s.name, code, body, s.wantCode, s.wantBody)
 		}
 	}
+	up = fakeUplinks{st("a", plumbing.ReasonUp)}
 	code, body := get(t, h, "/readyz")
 	if code != 200 || body != "ok tun\nok uplinks\nok plumbing\n" {
 		t.Errorf("/readyz = %d %q", code, body)
-	}
-	// Events reached the channel too, de-duplicated.
-	var got []string
-	for len(m.Events()) > 0 {
-		e := <-m.Events()
-		got = append(got, e.Uplink+":"+e.Reason)
-	}
-	want := []string{"a:interface missing", "b:interface missing", "a:up", "a:no carrier", "a:up"}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("events (-want +got):\n%s", diff)
 	}
 }
 
@@ -165,7 +152,7 @@ func TestDebugContextsJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCtx := []ContextInfo{testContexts[1], testContexts[0]}
-	if diff := cmp.Diff(wantCtx, r.Contexts, netipCmp); diff != "" {
+	if diff := cmp.Diff(wantCtx, r.Contexts, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
 	// No lister: an empty list, not null.
@@ -209,7 +196,7 @@ func TestRenderStatus(t *testing.T) {
 }
 
 func TestAdminServeAndFetch(t *testing.T) {
-	checkNoLeaks(t)
+	nstest.CheckNoLeaks(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -255,15 +242,15 @@ func TestAdminServeAndFetch(t *testing.T) {
 // the admin handler: carrier loss on the only live uplink turns /healthz
 // to 503, carrier back to 200.
 func TestIntegrationHealthzFlips(t *testing.T) {
-	checkNoLeaks(t)
-	ns, h := newNS(t, "s6gw-health")
-	upa, peer := addVeth(t, h, "s6gwupa", "s6gwupap")
-	addVeth(t, h, "s6gwupb", "s6gwupbp") // no address: never up
-	if err := h.AddrAdd(upa, &netlink.Addr{IPNet: mustCIDR("2001:db8:a:ffff::2/64"), Flags: unix.IFA_F_NODAD}); err != nil {
+	nstest.CheckNoLeaks(t)
+	ns, h := nstest.NewNS(t, "s6gw-health")
+	upa, peer := nstest.AddVeth(t, h, "s6gwupa", "s6gwupap")
+	nstest.AddVeth(t, h, "s6gwupb", "s6gwupbp") // no address: never up
+	if err := h.AddrAdd(upa, &netlink.Addr{IPNet: nstest.MustCIDR("2001:db8:a:ffff::2/64"), Flags: unix.IFA_F_NODAD}); err != nil {
 		t.Fatal(err)
 	}
-	m := NewMonitor([]UplinkSpec{{Name: "a", Interface: "s6gwupa"}, {Name: "b", Interface: "s6gwupb"}},
-		MonitorOptions{Namespace: &ns})
+	m := plumbing.NewMonitor([]plumbing.UplinkSpec{{Name: "a", Interface: "s6gwupa"}, {Name: "b", Interface: "s6gwupb"}},
+		plumbing.MonitorOptions{Namespace: &ns})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()

@@ -1,4 +1,4 @@
-package gateway
+package plumbing
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/shim6gw/shim6gw/internal/nstest"
 )
 
 func TestUplinkTracker(t *testing.T) {
@@ -85,7 +87,7 @@ func TestApplyRouteFilters(t *testing.T) {
 		applyRoute(tr, true, r, 154)
 	}
 	want := map[routeKey]bool{{table: 254, index: 2}: true}
-	if diff := cmp.Diff(want, tr.defaults, cmp.AllowUnexported(routeKey{}), netipCmp); diff != "" {
+	if diff := cmp.Diff(want, tr.defaults, cmp.AllowUnexported(routeKey{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
 	// Multipath default route: one key per hop.
@@ -101,25 +103,25 @@ func TestApplyRouteFilters(t *testing.T) {
 // carrier loss (veth peer down), address removal and default-route
 // removal must each bring the uplink down, and their reversal up.
 func TestIntegrationMonitor(t *testing.T) {
-	checkNoLeaks(t)
-	ns, h := newNS(t, "s6gw-mon")
-	upa, peer := addVeth(t, h, "s6gwupa", "s6gwupap")
+	nstest.CheckNoLeaks(t)
+	ns, h := nstest.NewNS(t, "s6gw-mon")
+	upa, peer := nstest.AddVeth(t, h, "s6gwupa", "s6gwupap")
 	// Disable DAD so addresses are usable at once.
 	ops, err := NewNetlinkOps(&ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ops.Close()
-	addr := &netlink.Addr{IPNet: mustCIDR("2001:db8:a:ffff::2/64"), Flags: unix.IFA_F_NODAD}
+	addr := &netlink.Addr{IPNet: nstest.MustCIDR("2001:db8:a:ffff::2/64"), Flags: unix.IFA_F_NODAD}
 	if err := h.AddrAdd(upa, addr); err != nil {
 		t.Fatal(err)
 	}
-	gw := &netlink.Route{LinkIndex: upa.Attrs().Index, Dst: mustCIDR("::/0"), Gw: net.ParseIP("2001:db8:a:ffff::1")}
+	gw := &netlink.Route{LinkIndex: upa.Attrs().Index, Dst: nstest.MustCIDR("::/0"), Gw: net.ParseIP("2001:db8:a:ffff::1")}
 	if err := h.RouteAdd(gw); err != nil {
 		t.Fatal(err)
 	}
 	// Our own route on the other table must not count.
-	own := &netlink.Route{LinkIndex: upa.Attrs().Index, Dst: mustCIDR("::/0"), Gw: net.ParseIP("2001:db8:a:ffff::1"), Table: 15001, Protocol: 154}
+	own := &netlink.Route{LinkIndex: upa.Attrs().Index, Dst: nstest.MustCIDR("::/0"), Gw: net.ParseIP("2001:db8:a:ffff::1"), Table: 15001, Protocol: 154}
 	if err := h.RouteAdd(own); err != nil {
 		t.Fatal(err)
 	}
@@ -204,13 +206,4 @@ func TestIntegrationMonitor(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("default route back", true, ReasonUp)
-}
-
-func mustCIDR(s string) *net.IPNet {
-	ip, n, err := net.ParseCIDR(s)
-	if err != nil {
-		panic(err)
-	}
-	n.IP = ip
-	return n
 }

@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"errors"
@@ -15,18 +15,18 @@ type LinkInspector interface {
 
 // CheckSystem checks what the configuration expects of the system: the
 // LAN and uplink interfaces exist. It only reads; `shim6gw check` and the
-// start of `shim6gw run` call it. Errors are *ConfigError (ErrSystem)
+// start of `shim6gw run` call it. Errors are *Error (ErrSystem)
 // naming the key and its line, joined.
 func CheckSystem(c *Config, sys LinkInspector) error {
-	var errs []*ConfigError
+	var errs []*Error
 	check := func(key, name string) {
 		ok, err := sys.LinkExists(name)
 		switch {
 		case err != nil:
-			errs = append(errs, &ConfigError{Line: c.lineOf(key), Key: key, Kind: ErrSystem,
+			errs = append(errs, &Error{Line: c.lineOf(key), Key: key, Kind: ErrSystem,
 				Msg: fmt.Sprintf("%s: cannot look up interface %q: %v", key, name, err)})
 		case !ok:
-			errs = append(errs, &ConfigError{Line: c.lineOf(key), Key: key, Kind: ErrSystem,
+			errs = append(errs, &Error{Line: c.lineOf(key), Key: key, Kind: ErrSystem,
 				Msg: fmt.Sprintf("%s: no interface %q on this system", key, name)})
 		}
 	}
@@ -43,15 +43,4 @@ func CheckSystem(c *Config, sys LinkInspector) error {
 		out[i] = e
 	}
 	return errors.Join(out...)
-}
-
-// Check is `shim6gw check`: CheckSystem against the live system through
-// netlink. It changes nothing.
-func Check(c *Config) error {
-	ops, err := NewNetlinkOps(nil)
-	if err != nil {
-		return err
-	}
-	defer ops.Close()
-	return CheckSystem(c, ops)
 }

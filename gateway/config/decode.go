@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"bytes"
@@ -19,21 +19,21 @@ import (
 	"github.com/shim6gw/shim6gw/hba"
 )
 
-// LoadConfig reads, decodes and validates the file at path. It reads the
+// Load reads, decodes and validates the file at path. It reads the
 // HBA secret file but touches nothing else on the system; interfaces are
-// checked by CheckSystem. A non-nil error joins one *ConfigError per
+// checked by CheckSystem. A non-nil error joins one *Error per
 // problem (errors.Join), in line order; the caller exits with status 2.
-func LoadConfig(path string) (*Config, error) {
+func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return ParseConfig(b, filepath.Dir(path), path)
+	return Parse(b, filepath.Dir(path), path)
 }
 
-// ParseConfig decodes and validates a configuration held in memory. dir
+// Parse decodes and validates a configuration held in memory. dir
 // resolves a relative hba.secret_file; name is recorded as Config.Path.
-func ParseConfig(b []byte, dir, name string) (*Config, error) {
+func Parse(b []byte, dir, name string) (*Config, error) {
 	d := &decoder{cfg: defaultConfig(), dir: dir}
 	d.cfg.Path = name
 	d.decode(b)
@@ -63,11 +63,11 @@ func defaultConfig() *Config {
 type decoder struct {
 	cfg  *Config
 	dir  string
-	errs []*ConfigError
+	errs []*Error
 }
 
 func (d *decoder) fail(line int, key string, kind error, format string, args ...any) {
-	d.errs = append(d.errs, &ConfigError{Line: line, Key: key, Kind: kind, Msg: fmt.Sprintf(format, args...)})
+	d.errs = append(d.errs, &Error{Line: line, Key: key, Kind: kind, Msg: fmt.Sprintf(format, args...)})
 }
 
 // bad records an invalid value of key: "key: message".

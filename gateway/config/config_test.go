@@ -1,10 +1,11 @@
-package gateway
+package config
 
 import (
 	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -12,55 +13,23 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/shim6gw/shim6gw/gateway/config/configtest"
 	"github.com/shim6gw/shim6gw/shim6"
 )
 
 // goodConfig is a valid file; bad cases edit it with strings.Replace so the
 // line numbers in the expected messages are easy to check by eye.
-const goodConfig = `lan:
-  interface: lan0
-uplinks:
-  - name: a
-    interface: upA
-    prefix: 2001:db8:a::/48
-    lan_prefix: 2001:db8:a:1::/64
-    gateway: fe80::1
-  - name: b
-    interface: upB
-    prefix: 2001:db8:b::/48
-    lan_prefix: 2001:db8:b:1::/64
-    gateway: fe80::2
-    mtu: 1492
-hba:
-  secret_file: secret
-  hosts: 16
-timers:
-  i1_timeout: 1s
-  send_timeout: 3s
-`
+const goodConfig = configtest.Good
 
-const testSecret = "0123456789abcdef0123456789abcdef"
+const testSecret = configtest.Secret
 
-// writeConfig writes text and a secret file to a temporary directory and
-// returns the config path.
-func writeConfig(t *testing.T, text string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte(testSecret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, "shim6gw.yaml")
-	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+var writeConfig = configtest.Write
 
 func TestLoadConfigGood(t *testing.T) {
 	p := writeConfig(t, goodConfig)
-	c, err := LoadConfig(p)
+	c, err := Load(p)
 	if err != nil {
-		t.Fatalf("LoadConfig: %v", err)
+		t.Fatalf("Load: %v", err)
 	}
 	timers := DefaultTimers()
 	timers.I1Timeout = time.Second
@@ -225,9 +194,9 @@ func TestLoadConfigBad(t *testing.T) {
 				}
 				text = strings.Replace(text, tt.old, tt.new, 1)
 			}
-			c, err := LoadConfig(writeConfig(t, text))
+			c, err := Load(writeConfig(t, text))
 			if err == nil {
-				t.Fatalf("LoadConfig succeeded: %+v", c)
+				t.Fatalf("Load succeeded: %+v", c)
 			}
 			if err.Error() != tt.want {
 				t.Errorf("error:\n got %s\nwant %s", err, tt.want)
@@ -242,7 +211,7 @@ func TestLoadConfigBad(t *testing.T) {
 func TestLoadConfigJoinsErrorsInLineOrder(t *testing.T) {
 	text := strings.Replace(goodConfig, "i1_timeout: 1s", "i1_timeout: 0s", 1)
 	text = strings.Replace(text, "interface: lan0", "interfaz: lan0", 1)
-	_, err := LoadConfig(writeConfig(t, text))
+	_, err := Load(writeConfig(t, text))
 	want := "config: line 2: unknown key \"lan.interfaz\""
 	// Decoding stops validation: the second (timer) error is not reported
 	// until the file decodes.
@@ -251,7 +220,7 @@ func TestLoadConfigJoinsErrorsInLineOrder(t *testing.T) {
 	}
 	text = strings.Replace(goodConfig, "i1_timeout: 1s", "i1_timeout: 0s", 1)
 	text = strings.Replace(text, "mtu: 1492", "mtu: 10", 1)
-	_, err = LoadConfig(writeConfig(t, text))
+	_, err = Load(writeConfig(t, text))
 	want = "config: line 14: uplinks[1].mtu: 10 is not in 1280..65535\n" +
 		"config: line 19: timers.i1_timeout: must be positive"
 	if err == nil || err.Error() != want {
@@ -260,11 +229,11 @@ func TestLoadConfigJoinsErrorsInLineOrder(t *testing.T) {
 }
 
 func TestLoadConfigEmpty(t *testing.T) {
-	_, err := LoadConfig(writeConfig(t, "\n"))
+	_, err := Load(writeConfig(t, "\n"))
 	if err == nil || err.Error() != "config: line 1: empty configuration" {
 		t.Fatalf("err = %v", err)
 	}
-	_, err = LoadConfig(filepath.Join(t.TempDir(), "missing.yaml"))
+	_, err = Load(filepath.Join(t.TempDir(), "missing.yaml"))
 	if err == nil || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("err = %v, want not exist", err)
 	}
@@ -275,7 +244,7 @@ type fakeLinks map[string]bool
 func (f fakeLinks) LinkExists(name string) (bool, error) { return f[name], nil }
 
 func TestCheckSystem(t *testing.T) {
-	c, err := LoadConfig(writeConfig(t, goodConfig))
+	c, err := Load(writeConfig(t, goodConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +265,7 @@ func TestCheckSystem(t *testing.T) {
 func TestPlanReload(t *testing.T) {
 	load := func(text string) *Config {
 		t.Helper()
-		c, err := LoadConfig(writeConfig(t, text))
+		c, err := Load(writeConfig(t, text))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -349,7 +318,7 @@ func TestPlanReload(t *testing.T) {
 // TestDeployExamples loads every example configuration shipped in
 // deploy/examples, with its secret file replaced by a test one.
 func TestDeployExamples(t *testing.T) {
-	files, err := filepath.Glob("../deploy/examples/*.yaml")
+	files, err := filepath.Glob("../../deploy/examples/*.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +348,7 @@ func TestDeployExamples(t *testing.T) {
 			if !found {
 				t.Fatal("example has no hba.secret_file")
 			}
-			c, err := ParseConfig([]byte(strings.Join(lines, "\n")), dir, f)
+			c, err := Parse([]byte(strings.Join(lines, "\n")), dir, f)
 			if err != nil {
 				t.Fatalf("example does not load:\n%v", err)
 			}
@@ -396,7 +365,7 @@ func TestLimitsConfigToEngine(t *testing.T) {
 	if DefaultMaxContexts != shim6.DefaultMaxContexts {
 		t.Errorf("DefaultMaxContexts %d, engine %d", DefaultMaxContexts, shim6.DefaultMaxContexts)
 	}
-	c, err := LoadConfig(writeConfig(t, goodConfig+"limits:\n  max_contexts: 5000\n"))
+	c, err := Load(writeConfig(t, goodConfig+"limits:\n  max_contexts: 5000\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,5 +376,56 @@ func TestLimitsConfigToEngine(t *testing.T) {
 	}
 	if got := c.Line("limits.max_contexts"); got != 22 {
 		t.Errorf("Line = %d, want 22", got)
+	}
+}
+
+// TestTimersEngineCoversEveryField fails when shim6.Timers gains a field
+// that the configuration cannot set.
+func TestTimersEngineCoversEveryField(t *testing.T) {
+	cfgT := reflect.TypeOf(Timers{})
+	engT := reflect.TypeOf(shim6.Timers{})
+	if cfgT.NumField() != engT.NumField() {
+		t.Fatalf("gateway.Timers has %d fields, shim6.Timers %d", cfgT.NumField(), engT.NumField())
+	}
+	// Distinct values per field show that each one lands in its namesake.
+	var in Timers
+	v := reflect.ValueOf(&in).Elem()
+	for i := range v.NumField() {
+		switch f := v.Field(i); f.Kind() {
+		case reflect.Int64:
+			f.SetInt(int64(i+1) * int64(time.Millisecond))
+		case reflect.Int:
+			f.SetInt(int64(i + 1))
+		}
+	}
+	out := reflect.ValueOf(in.Engine())
+	for i := range v.NumField() {
+		name := cfgT.Field(i).Name
+		got := out.FieldByName(name)
+		if !got.IsValid() {
+			t.Errorf("shim6.Timers has no field %s", name)
+			continue
+		}
+		if got.Interface() != v.Field(i).Interface() {
+			t.Errorf("%s = %v, want %v", name, got.Interface(), v.Field(i).Interface())
+		}
+	}
+	if DefaultTimers().Engine() != shim6.DefaultTimers() {
+		t.Errorf("defaults differ:\n%+v\n%+v", DefaultTimers().Engine(), shim6.DefaultTimers())
+	}
+}
+
+func TestPolicyAndUplinksEngine(t *testing.T) {
+	p := PolicyConfig{InitiateAfterNotices: 3, InitiateAfter: 2 * time.Second, Window: time.Minute, MaxPending: 9}
+	if got, want := p.Engine(), (shim6.Policy{Packets: 3, After: 2 * time.Second, Window: time.Minute, MaxPending: 9}); got != want {
+		t.Errorf("policy %+v, want %+v", got, want)
+	}
+	c, err := Load(writeConfig(t, goodConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []shim6.Uplink{{Name: "a", Prefix: netip.MustParsePrefix("2001:db8:a::/48")}, {Name: "b", Prefix: netip.MustParsePrefix("2001:db8:b::/48")}}
+	if diff := cmp.Diff(want, c.EngineUplinks(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("uplinks (-want +got):\n%s", diff)
 	}
 }

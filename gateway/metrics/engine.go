@@ -1,57 +1,11 @@
-package gateway
+package metrics
 
 import (
 	"github.com/shim6gw/shim6gw/shim6"
 )
 
-// This file converts between the configuration and metrics views of
-// package gateway and the engine's types (package shim6), so the control
-// loop only moves values.
-
-// Engine returns the timers as the engine takes them.
-func (t Timers) Engine() shim6.Timers {
-	return shim6.Timers{
-		I1Timeout:            t.I1Timeout,
-		I1RetriesMax:         t.I1RetriesMax,
-		I2Timeout:            t.I2Timeout,
-		I2RetriesMax:         t.I2RetriesMax,
-		I2bisTimeout:         t.I2bisTimeout,
-		I2bisRetriesMax:      t.I2bisRetriesMax,
-		ValidatorMinLifetime: t.ValidatorMinLifetime,
-		NoR1HolddownTime:     t.NoR1HolddownTime,
-		ICMPHolddownTime:     t.ICMPHolddownTime,
-		UpdateTimeout:        t.UpdateTimeout,
-		MaxUpdateTimeout:     t.MaxUpdateTimeout,
-		SendTimeout:          t.SendTimeout,
-		KeepaliveTimeout:     t.KeepaliveTimeout,
-		InitialProbeTimeout:  t.InitialProbeTimeout,
-		NumInitialProbes:     t.NumInitialProbes,
-		MaxProbeTimeout:      t.MaxProbeTimeout,
-		IdleTimeout:          t.IdleTimeout,
-		NonceInterval:        t.NonceInterval,
-		SecretRotation:       t.SecretRotation,
-	}
-}
-
-// Engine returns the initiation policy as the engine takes it.
-func (p PolicyConfig) Engine() shim6.Policy {
-	return shim6.Policy{Packets: p.InitiateAfterNotices, After: p.InitiateAfter, Window: p.Window, MaxPending: p.MaxPending}
-}
-
-// Apply sets the engine's resource limits from the configuration.
-func (l LimitsConfig) Apply(ec *shim6.EngineConfig) {
-	ec.MaxContexts = l.MaxContexts
-}
-
-// EngineUplinks returns the uplinks as the engine names them: a local
-// locator inside an uplink's provider prefix is on that uplink.
-func (c *Config) EngineUplinks() []shim6.Uplink {
-	out := make([]shim6.Uplink, len(c.Uplinks))
-	for i, u := range c.Uplinks {
-		out[i] = shim6.Uplink{Name: u.Name, Prefix: u.Prefix}
-	}
-	return out
-}
+// This file converts the engine's types (package shim6) into the metrics
+// and /debug/contexts views, so the control loop only moves values.
 
 // StateLabel returns the ContextStateLabels value of an engine state
 // ("idle" for IDLE, which the engine does not store).

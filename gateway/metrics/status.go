@@ -1,4 +1,4 @@
-package gateway
+package metrics
 
 import (
 	"context"
@@ -46,8 +46,8 @@ func addrString(a netip.Addr) string {
 	return a.String()
 }
 
-// tagHex renders a context tag as 12 hex digits (47 bits fit in 48).
-func tagHex(t uint64) string { return fmt.Sprintf("%012x", t) }
+// TagHex renders a context tag as 12 hex digits (47 bits fit in 48).
+func TagHex(t uint64) string { return fmt.Sprintf("%012x", t) }
 
 // MarshalJSON encodes the /debug/contexts schema: tags in hex, the RTT in
 // seconds and the last failover in RFC 3339, both null when unknown.
@@ -55,7 +55,7 @@ func (c ContextInfo) MarshalJSON() ([]byte, error) {
 	j := contextJSON{
 		LocalULID: addrString(c.LocalULID), PeerULID: addrString(c.PeerULID), State: c.State,
 		LocalLocator: addrString(c.LocalLocator), PeerLocator: addrString(c.PeerLocator),
-		LocalTag: tagHex(c.LocalTag), PeerTag: tagHex(c.PeerTag),
+		LocalTag: TagHex(c.LocalTag), PeerTag: TagHex(c.PeerTag),
 	}
 	if c.RTT > 0 {
 		s := c.RTT.Seconds()
@@ -152,7 +152,7 @@ func RenderStatus(w io.Writer, contexts []ContextInfo) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			dash(addrString(c.LocalULID)), dash(addrString(c.PeerULID)), dash(c.State),
 			dash(addrString(c.LocalLocator)), dash(addrString(c.PeerLocator)),
-			tagHex(c.LocalTag), tagHex(c.PeerTag), rtt, fo)
+			TagHex(c.LocalTag), TagHex(c.PeerTag), rtt, fo)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

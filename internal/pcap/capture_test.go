@@ -1,4 +1,4 @@
-package gateway
+package pcap
 
 import (
 	"bytes"

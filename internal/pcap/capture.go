@@ -1,4 +1,4 @@
-package gateway
+package pcap
 
 import (
 	"bufio"
@@ -9,19 +9,17 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/shim6gw/shim6gw/internal/pcap"
 )
 
 // Capture writes every Shim6 control message the gateway sends or
 // receives to a pcap file (LINKTYPE_IPV6, whole IPv6 packets) for
-// `--capture FILE` (design.md §9), so that Wireshark and tshark decode
+// `shim6gw run --capture FILE`, so that Wireshark and tshark decode
 // the conversation. It is safe for concurrent use; a nil *Capture
 // captures nothing.
 type Capture struct {
 	mu     sync.Mutex
 	bw     *bufio.Writer
-	w      *pcap.Writer
+	w      *Writer
 	closer io.Closer
 	err    error // first write error; later packets are not written
 
@@ -33,7 +31,7 @@ type Capture struct {
 func OpenCapture(path string) (*Capture, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: capture: %w", err)
+		return nil, fmt.Errorf("pcap: capture: %w", err)
 	}
 	c, err := NewCapture(f)
 	if err != nil {
@@ -48,12 +46,12 @@ func OpenCapture(path string) (*Capture, error) {
 // appends to it. Close flushes but does not close w.
 func NewCapture(w io.Writer) (*Capture, error) {
 	bw := bufio.NewWriter(w)
-	pw, err := pcap.NewWriter(bw, pcap.LinkTypeIPv6)
+	pw, err := NewWriter(bw, LinkTypeIPv6)
 	if err == nil {
 		err = bw.Flush()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("gateway: capture: %w", err)
+		return nil, fmt.Errorf("pcap: capture: %w", err)
 	}
 	return &Capture{bw: bw, w: pw}, nil
 }
@@ -109,7 +107,7 @@ func (c *Capture) Close() error {
 		err = errors.Join(err, c.closer.Close())
 	}
 	if err != nil {
-		return fmt.Errorf("gateway: capture: %w", err)
+		return fmt.Errorf("pcap: capture: %w", err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package gateway
+package plumbing
 
 import (
 	"encoding/json"
@@ -13,12 +13,13 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/shim6gw/shim6gw/gateway/config"
 )
 
-// Sysctl keys the Plumber changes.
-const (
-	sysctlForwarding = "net/ipv6/conf/all/forwarding"
-)
+// SysctlForwarding is the sysctl key of IPv6 forwarding, which the
+// Plumber turns on.
+const SysctlForwarding = "net/ipv6/conf/all/forwarding"
 
 func sysctlAcceptRA(iface string) string { return "net/ipv6/conf/" + iface + "/accept_ra" }
 
@@ -43,14 +44,14 @@ type PlumbConfig struct {
 	// gateway writes into the TUN for them leave on LAN.
 	LANPrefixes []netip.Prefix
 	Uplinks     []PlumbUplink
-	Rules       RulesConfig
+	Rules       config.RulesConfig
 	// StateFile remembers the sysctl values the gateway changed, so that a
 	// start after a crash can restore them ("" disables).
 	StateFile string
 }
 
 // PlumbConfigFrom extracts the Plumber's view of a Config.
-func PlumbConfigFrom(c *Config, stateFile string) PlumbConfig {
+func PlumbConfigFrom(c *config.Config, stateFile string) PlumbConfig {
 	p := PlumbConfig{TUN: c.TUN.Name, TUNMTU: c.TUN.MTU, TUNTxQueueLen: c.TUN.TxQueueLen, LAN: c.LAN.Interface, LANPrefixes: c.LANPrefixes(),
 		Rules: c.Rules, StateFile: stateFile}
 	for _, u := range c.Uplinks {
@@ -142,7 +143,7 @@ func (p *Plumber) CleanupStale() (int, error) {
 	}
 	base, proto := p.cfg.Rules.PriorityBase, p.cfg.Rules.Protocol
 	for _, r := range rules {
-		if (r.Priority >= base && r.Priority < base+PriorityRange) || r.Protocol == proto {
+		if (r.Priority >= base && r.Priority < base+config.PriorityRange) || r.Protocol == proto {
 			if err := p.ops.DelRule(r); err != nil && !isGone(err) {
 				errs = append(errs, fmt.Errorf("gateway: remove stale rule %v: %w", r, err))
 				continue
@@ -193,7 +194,7 @@ func (p *Plumber) Apply() (err error) {
 		}
 	}()
 	p.applied = true
-	if err := p.setSysctl(sysctlForwarding, "1"); err != nil {
+	if err := p.setSysctl(SysctlForwarding, "1"); err != nil {
 		return err
 	}
 	for _, u := range p.cfg.Uplinks {

@@ -1,4 +1,4 @@
-package gateway
+package plumbing
 
 import (
 	"errors"
@@ -7,12 +7,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/internal/nsrun"
 )
 
 // MainTable is the kernel's main routing table (RT_TABLE_MAIN).
@@ -84,7 +86,7 @@ func (r Route) String() string {
 // NetlinkOps is the seam between the Plumber and the kernel: the real one
 // talks rtnetlink and /proc/sys, the fake in tests records text.
 type NetlinkOps interface {
-	LinkInspector
+	config.LinkInspector
 	// LinkUp reports whether the interface is administratively up.
 	LinkUp(name string) (bool, error)
 	// SetLink sets the MTU (if mtu > 0) and brings the interface up.
@@ -323,34 +325,7 @@ func (o *nlOps) inNS(f func() error) error {
 	if o.ns == nil {
 		return f()
 	}
-	return runInNS(*o.ns, f)
-}
-
-// runInNS runs f on a thread switched into ns; sockets and TUN devices f
-// opens stay in ns.
-func runInNS(ns netns.NsHandle, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		// The thread is left locked (and so discarded) if switching back
-		// fails, so no goroutine inherits the wrong namespace.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		err = f()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
+	return nsrun.In(*o.ns, f)
 }
 
 func sysctlPath(key string) (string, error) {
@@ -380,4 +355,15 @@ func (o *nlOps) WriteSysctl(key, value string) error {
 		return err
 	}
 	return o.inNS(func() error { return os.WriteFile(p, []byte(value+"\n"), 0o644) })
+}
+
+// Check is `shim6gw check`: CheckSystem against the live system through
+// netlink. It changes nothing.
+func Check(c *config.Config) error {
+	ops, err := NewNetlinkOps(nil)
+	if err != nil {
+		return err
+	}
+	defer ops.Close()
+	return config.CheckSystem(c, ops)
 }

@@ -1,4 +1,4 @@
-package gateway
+package metrics
 
 import (
 	"bytes"
@@ -53,7 +53,7 @@ func exprs(v any, out *[]string) {
 }
 
 func TestDashboardMetricsExist(t *testing.T) {
-	b, err := os.ReadFile("../deploy/grafana/shim6gw.json")
+	b, err := os.ReadFile("../../deploy/grafana/shim6gw.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 }
 
 func TestAlertRulesMetricsExist(t *testing.T) {
-	b, err := os.ReadFile("../deploy/prometheus/shim6gw-alerts.yml")
+	b, err := os.ReadFile("../../deploy/prometheus/shim6gw-alerts.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,14 +103,14 @@ func TestAlertRulesMetricsExist(t *testing.T) {
 		t.Skip("promtool not installed")
 	}
 	// check config also checks the rule file it names.
-	out, err := exec.Command(path, "check", "config", "../deploy/prometheus/prometheus.yml").CombinedOutput()
+	out, err := exec.Command(path, "check", "config", "../../deploy/prometheus/prometheus.yml").CombinedOutput()
 	if err != nil {
 		t.Errorf("promtool check config: %v\n%s", err, out)
 	}
 }
 
 func TestComposeAndUnit(t *testing.T) {
-	b, err := os.ReadFile("../deploy/compose.yaml")
+	b, err := os.ReadFile("../../deploy/compose.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestComposeAndUnit(t *testing.T) {
 		!slices.Contains(gw.Devices, "/dev/net/tun:/dev/net/tun") || !slices.Contains(gw.Command, "run") {
 		t.Errorf("shim6gw service = %+v", gw)
 	}
-	unit, err := os.ReadFile("../deploy/systemd/shim6gw.service")
+	unit, err := os.ReadFile("../../deploy/systemd/shim6gw.service")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package gateway
+package plumbing
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/shim6gw/shim6gw/gateway/config"
 )
 
 // UplinkSpec names an uplink the monitor watches.
@@ -25,7 +27,7 @@ type UplinkSpec struct {
 }
 
 // UplinkSpecsFrom returns the monitor's view of the configured uplinks.
-func UplinkSpecsFrom(c *Config) []UplinkSpec {
+func UplinkSpecsFrom(c *config.Config) []UplinkSpec {
 	out := make([]UplinkSpec, len(c.Uplinks))
 	for i, u := range c.Uplinks {
 		out[i] = UplinkSpec{Name: u.Name, Interface: u.Interface, RequireDefaultRoute: u.RequireDefaultRoute}
@@ -195,7 +197,7 @@ type MonitorOptions struct {
 	// Namespace to watch (nil: the process's own). The caller keeps it.
 	Namespace *netns.NsHandle
 	// Protocol marks the gateway's own routes, which never count as an
-	// uplink's default route (default DefaultRouteProtocol).
+	// uplink's default route (default config.DefaultRouteProtocol).
 	Protocol int
 	// Now is the clock for event times (default time.Now).
 	Now func() time.Time
@@ -219,7 +221,7 @@ type Monitor struct {
 // NewMonitor returns a monitor for the uplinks; Run starts it.
 func NewMonitor(specs []UplinkSpec, opts MonitorOptions) *Monitor {
 	if opts.Protocol == 0 {
-		opts.Protocol = DefaultRouteProtocol
+		opts.Protocol = config.DefaultRouteProtocol
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

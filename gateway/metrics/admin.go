@@ -1,4 +1,4 @@
-package gateway
+package metrics
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/gateway/plumbing"
 )
 
 // ReadyCheck is one named readiness condition; nil error means it passes.
@@ -20,7 +23,7 @@ type ReadyCheck struct {
 
 // AdminOptions configures the admin HTTP server.
 type AdminOptions struct {
-	Listen   string // host:port (default DefaultAdminListen)
+	Listen   string // host:port (default config.DefaultAdminListen)
 	Metrics  *Metrics
 	Contexts ContextLister
 	Uplinks  UplinkStateSource
@@ -41,7 +44,7 @@ type Admin struct {
 // NewAdmin returns the admin server; Serve or ListenAndServe starts it.
 func NewAdmin(opts AdminOptions) *Admin {
 	if opts.Listen == "" {
-		opts.Listen = DefaultAdminListen
+		opts.Listen = config.DefaultAdminListen
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
@@ -106,7 +109,7 @@ func (a *Admin) liveness() []checkResult {
 	} else {
 		out = append(out, checkResult{"tun", errors.New("down")})
 	}
-	var states []UplinkStatus
+	var states []plumbing.UplinkStatus
 	if a.opts.Uplinks != nil {
 		states = a.opts.Uplinks.UplinkStates()
 	}

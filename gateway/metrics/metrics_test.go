@@ -1,4 +1,4 @@
-package gateway
+package metrics
 
 import (
 	"bytes"
@@ -9,8 +9,9 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/shim6gw/shim6gw/gateway/plumbing"
 )
 
 type fakeControl ControlStats
@@ -21,9 +22,9 @@ type fakeDataplane DataplaneStats
 
 func (f fakeDataplane) DataplaneStats() DataplaneStats { return DataplaneStats(f) }
 
-type fakeUplinks []UplinkStatus
+type fakeUplinks []plumbing.UplinkStatus
 
-func (f fakeUplinks) UplinkStates() []UplinkStatus { return f }
+func (f fakeUplinks) UplinkStates() []plumbing.UplinkStatus { return f }
 
 func testMetrics() *Metrics {
 	m := NewMetrics(MetricsOptions{
@@ -51,9 +52,6 @@ func testMetrics() *Metrics {
 	m.FailoverDuration.Observe(0.7)
 	m.FailoverDuration.Observe(3)
 	m.PathRTT.Observe(0.004)
-	for _, n := range []float64{1, 64, 128, 100} {
-		m.BatchSize.Observe(n)
-	}
 	m.ObserveReload(true)
 	return m
 }
@@ -110,10 +108,6 @@ func TestMetricsSamples(t *testing.T) {
 		`shim6gw_dataplane_bytes_total{direction="outbound",path="outbound_shim"} 1.5e+06`,
 		`shim6gw_rewrite_dropped_packets_total{direction="inbound",reason="unknown_tag"} 12`,
 		`shim6gw_rewrite_dropped_packets_total{direction="outbound",reason="malformed"} 0`,
-		`shim6gw_tunnel_batch_size_bucket{le="64"} 2`,
-		`shim6gw_tunnel_batch_size_bucket{le="128"} 4`,
-		`shim6gw_tunnel_batch_size_count 4`,
-		`shim6gw_tunnel_batch_size_sum 293`,
 		`shim6gw_config_reloads_total{result="success"} 1`,
 		`shim6gw_config_reloads_total{result="failure"} 0`,
 		`shim6gw_dataplane_dropped_notices_total 17`,
@@ -147,7 +141,7 @@ func TestMetricsNoSources(t *testing.T) {
 	m := NewMetrics(MetricsOptions{})
 	text := scrape(t, m.Handler())
 	for _, w := range []string{"shim6gw_tunnel_up 0", `shim6gw_context_contexts{state="established"} 0`,
-		"shim6gw_reap_failovers_total 0", "shim6gw_tunnel_batch_size_count 0"} {
+		"shim6gw_reap_failovers_total 0", "shim6gw_reap_failover_duration_seconds_count 0"} {
 		if !strings.Contains(text, "\n"+w+"\n") {
 			t.Errorf("missing %q", w)
 		}
@@ -187,7 +181,6 @@ func TestMetricsExternalBatchSizes(t *testing.T) {
 	m := NewMetrics(MetricsOptions{Dataplane: fakeDataplane{BatchSizes: &BucketCounts{
 		Bounds: []float64{1, 2, 4}, Counts: []uint64{5, 1, 2, 1}, Sum: 5 + 2 + 7 + 9,
 	}}})
-	m.BatchSize.Observe(1) // ignored: the source has its own buckets
 	text := scrape(t, m.Handler())
 	for _, w := range []string{
 		`shim6gw_tunnel_batch_size_bucket{le="1"} 5`,
@@ -222,39 +215,5 @@ func TestMetricNames(t *testing.T) {
 	}
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Errorf("MetricNames =\n%v\nwant\n%v", names, want)
-	}
-}
-
-func TestHistogramConcurrent(t *testing.T) {
-	h := NewHistogram([]float64{1, 2})
-	var wg sync.WaitGroup
-	for g := 0; g < 4; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 1000; i++ {
-				h.Observe(float64(i % 4)) // 0,1 → ≤1; 2 → ≤2; 3 → +Inf
-			}
-		}()
-	}
-	wg.Wait()
-	count, sum, buckets := h.snapshot()
-	if count != 4000 || sum != 6000 || buckets[1] != 2000 || buckets[2] != 3000 {
-		t.Errorf("count %d sum %v buckets %v", count, sum, buckets)
-	}
-}
-
-func TestHistogramObserveAllocs(t *testing.T) {
-	h := NewHistogram(BatchBuckets)
-	if n := testing.AllocsPerRun(1000, func() { h.Observe(17) }); n != 0 {
-		t.Errorf("Observe allocates %v per call", n)
-	}
-}
-
-func BenchmarkHistogramObserve(b *testing.B) {
-	h := NewHistogram(BatchBuckets)
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		h.Observe(float64(i & 127))
 	}
 }
