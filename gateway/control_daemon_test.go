@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,44 +24,12 @@ import (
 	"github.com/shim6gw/shim6gw/tunnel/tuntest"
 )
 
-// checkNoControlLeaks fails the test if a controller, control loop or
-// pipeline goroutine is still running a few seconds after the test.
-func checkNoControlLeaks(t *testing.T) {
-	t.Helper()
-	t.Cleanup(func() {
-		markers := []string{"gateway.(*Controller)", "gateway.(*controlLoop)", "tunnel.(*Pipeline)", "gateway.RunDaemon"}
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			buf := make([]byte, 1<<20)
-			stacks := string(buf[:runtime.Stack(buf, true)])
-			var leaked []string
-			for _, g := range strings.Split(stacks, "\n\n") {
-				for _, m := range markers {
-					if strings.Contains(g, m) && !strings.Contains(g, "checkNoControlLeaks") {
-						leaked = append(leaked, g)
-						break
-					}
-				}
-			}
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d goroutines left behind:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
-}
-
 // TestControllerInDaemon runs RunDaemon with the Controller's hooks over
 // fake netlink, a fake monitor and a fake TUN: a LAN host's packet makes
 // the engine send an I1 into the TUN, and /debug/contexts, /metrics and
 // /readyz show it. Real time, bounded waits.
 func TestControllerInDaemon(t *testing.T) {
 	nstest.CheckNoLeaks(t)
-	checkNoControlLeaks(t)
 	path := writeConfig(t, goodConfig)
 	cfg, err := config.Load(path)
 	if err != nil {

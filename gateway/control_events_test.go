@@ -8,6 +8,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/shim6gw/shim6gw/internal/checksum"
+
 	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/gateway/metrics"
 	"github.com/shim6gw/shim6gw/gateway/plumbing"
@@ -93,7 +95,7 @@ func TestControllerPathError(t *testing.T) {
 		pkt := make([]byte, 40, 40+len(icmp))
 		shim6.PutIPv6Header(pkt, router, c.LocalLocator, protoICMPv6, len(icmp))
 		pkt = append(pkt, icmp...)
-		ck := shim6.Checksum(pkt[40:], shim6.PseudoHeaderSum(router, c.LocalLocator, uint32(len(icmp)), protoICMPv6))
+		ck := checksum.Checksum(pkt[40:], checksum.PseudoHeader(router, c.LocalLocator, uint32(len(icmp)), protoICMPv6))
 		pkt[42], pkt[43] = byte(ck>>8), byte(ck)
 		gw1.dev.Inbound <- pkt
 		timeout := time.After(5 * time.Second)

@@ -16,6 +16,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/shim6gw/shim6gw/internal/checksum"
+
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -244,7 +246,7 @@ func udpPacket(src, dst netip.Addr, payload string) []byte {
 	binary.BigEndian.PutUint16(p[42:], 9)
 	binary.BigEndian.PutUint16(p[44:], uint16(ulen))
 	copy(p[48:], payload)
-	ck := shim6.Checksum(p[40:], shim6.PseudoHeaderSum(src, dst, uint32(ulen), 17))
+	ck := checksum.Checksum(p[40:], checksum.PseudoHeader(src, dst, uint32(ulen), 17))
 	if ck == 0 {
 		ck = 0xffff
 	}

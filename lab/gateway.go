@@ -12,16 +12,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netns"
-
 	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/gateway/metrics"
 	"github.com/shim6gw/shim6gw/hba"
+	"github.com/shim6gw/shim6gw/internal/nsrun"
 )
 
 // LabTimers are the protocol timers the lab gives the daemon: fast REAP
@@ -222,37 +220,7 @@ func exitError(err error) error {
 // inNS runs fn on an OS thread switched into namespace ns. Sockets fn
 // creates stay in ns after the thread switches back.
 func inNS(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("lab: netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromName(ns)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("lab: netns %s: %w", ns, err)
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("lab: enter netns %s: %w", ns, err)
-			return
-		}
-		err = fn()
-		// A thread that cannot go back stays locked and dies with the
-		// goroutine.
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
+	return nsrun.InNamed(ns, fn)
 }
 
 // DialContext returns a dial function (for http.Transport.DialContext)

@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 
-	"github.com/shim6gw/shim6gw/shim6"
+	"github.com/shim6gw/shim6gw/internal/checksum"
 )
 
 // Fallback for peers without Shim6 (design.md §7): when the uplink of a
@@ -167,7 +167,7 @@ func translateQuoted(pkt []byte, l *layout, field int, a, b netip.Addr) {
 	if netip.AddrFrom16([16]byte(icmp[q:q+16])) != a {
 		return
 	}
-	ck := shim6.UpdateChecksumAddr(binary.BigEndian.Uint16(icmp[icmpOffCksum:]), a, b)
+	ck := checksum.UpdateAddr(binary.BigEndian.Uint16(icmp[icmpOffCksum:]), a, b)
 	binary.BigEndian.PutUint16(icmp[icmpOffCksum:], ck)
 	b16 := b.As16()
 	copy(icmp[q:q+16], b16[:])

@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shim6gw/shim6gw/internal/checksum"
+
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/shim6gw/shim6gw/rewrite"
-	"github.com/shim6gw/shim6gw/shim6"
 )
 
 func TestFallback(t *testing.T) {
@@ -176,7 +178,7 @@ func TestFallbackUDPChecksumNeverZero(t *testing.T) {
 	// checksum computes to zero.
 	data := []byte{1, 2, 3, 4, 0, 0}
 	seg := udp(fbHostLoc, legacy, 7, data, true)
-	x := shim6.Fold(shim6.Sum(seg, shim6.PseudoHeaderSum(fbHostLoc, legacy, uint32(len(seg)), 17)))
+	x := checksum.Fold(checksum.Sum(seg, checksum.PseudoHeader(fbHostLoc, legacy, uint32(len(seg)), 17)))
 	binary.BigEndian.PutUint16(data[4:], ^x)
 	in := ip6(fbHost, legacy, 17, udp(fbHost, legacy, 7, data, false))
 	r := newRewriter(t, siteConfig(true))

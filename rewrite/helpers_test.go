@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/shim6gw/shim6gw/internal/checksum"
+
 	"github.com/shim6gw/shim6gw/rewrite"
 	"github.com/shim6gw/shim6gw/shim6"
 )
@@ -136,7 +138,7 @@ func ip6(src, dst netip.Addr, ulp uint8, payload []byte, exts ...ext) []byte {
 
 func cksum(src, dst netip.Addr, proto uint8, seg []byte, off int) {
 	seg[off], seg[off+1] = 0, 0
-	ck := shim6.Checksum(seg, shim6.PseudoHeaderSum(src, dst, uint32(len(seg)), proto))
+	ck := checksum.Checksum(seg, checksum.PseudoHeader(src, dst, uint32(len(seg)), proto))
 	if ck == 0 && proto == 17 {
 		ck = 0xffff
 	}
@@ -221,7 +223,7 @@ func transportOK(t *testing.T, pkt []byte) {
 	if nh == 17 && seg[6] == 0 && seg[7] == 0 {
 		return
 	}
-	if got := shim6.Checksum(seg, shim6.PseudoHeaderSum(src, dst, uint32(len(seg)), nh)); got != 0 {
+	if got := checksum.Checksum(seg, checksum.PseudoHeader(src, dst, uint32(len(seg)), nh)); got != 0 {
 		t.Fatalf("transport %d checksum does not verify (residue %#04x)", nh, got)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 
+	"github.com/shim6gw/shim6gw/internal/checksum"
+
 	"github.com/shim6gw/shim6gw/shim6"
 )
 
@@ -130,7 +132,7 @@ func (r *Rewriter) translateICMPError(t *Table, buf []byte, start, end int, l *l
 		return false
 	}
 	// Don't launder a corrupted error with a fresh checksum.
-	if shim6.Checksum(pkt[icmp:], shim6.PseudoHeaderSum(addrAt(pkt, offSrc), addrAt(pkt, offDst), uint32(len(pkt)-icmp), protoICMPv6)) != 0 {
+	if checksum.Checksum(pkt[icmp:], checksum.PseudoHeader(addrAt(pkt, offSrc), addrAt(pkt, offDst), uint32(len(pkt)-icmp), protoICMPv6)) != 0 {
 		return false
 	}
 	copy(quoted[offSrc:offSrc+16], ctx.localULID[:])
@@ -147,7 +149,7 @@ func (r *Rewriter) translateICMPError(t *Table, buf []byte, start, end int, l *l
 		}
 	}
 	p[icmp+2], p[icmp+3] = 0, 0
-	ck := shim6.Checksum(p[icmp:], shim6.PseudoHeaderSum(addrAt(p, offSrc), addrAt(p, offDst), uint32(len(p)-icmp), protoICMPv6))
+	ck := checksum.Checksum(p[icmp:], checksum.PseudoHeader(addrAt(p, offSrc), addrAt(p, offDst), uint32(len(p)-icmp), protoICMPv6))
 	binary.BigEndian.PutUint16(p[icmp+2:], ck)
 	res.set(Forward, PathICMPError, ns, end)
 	r.pathErrorNotice(ctx, p[icmp], p[icmp+1], qsrc, qdst, now, res)

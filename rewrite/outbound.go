@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 
+	"github.com/shim6gw/shim6gw/internal/checksum"
+
 	"github.com/shim6gw/shim6gw/shim6"
 )
 
@@ -96,7 +98,7 @@ func tooBig(t *Table, buf []byte, start, end int, l *layout, mtu int, res *Resul
 	icmp := p[ipv6HeaderLen:]
 	icmp[0], icmp[1], icmp[2], icmp[3] = icmpTooBig, 0, 0, 0
 	binary.BigEndian.PutUint32(icmp[4:], uint32(mtu-shimLen))
-	ck := shim6.Checksum(icmp, shim6.PseudoHeaderSum(t.icmpSrc, host, uint32(len(icmp)), protoICMPv6))
+	ck := checksum.Checksum(icmp, checksum.PseudoHeader(t.icmpSrc, host, uint32(len(icmp)), protoICMPv6))
 	binary.BigEndian.PutUint16(icmp[icmpOffCksum:], ck)
 	res.set(Reply, PathTooBig, start, start+len(p))
 	res.Reason = DropTooBig
@@ -157,7 +159,7 @@ func setFixChecksum(seg []byte, ck, at int, val []byte) {
 				seg[j] = b
 			}
 		}
-		sum = shim6.UpdateChecksum16(sum, old, word(seg, w))
+		sum = checksum.Update16(sum, old, word(seg, w))
 	}
 	binary.BigEndian.PutUint16(seg[ck:], sum)
 }
@@ -178,7 +180,7 @@ func fixAddrChecksum(pkt []byte, l *layout, a, b netip.Addr) {
 	if off < 0 || zeroUDP {
 		return
 	}
-	ck := shim6.UpdateChecksumAddr(binary.BigEndian.Uint16(pkt[off:]), a, b)
+	ck := checksum.UpdateAddr(binary.BigEndian.Uint16(pkt[off:]), a, b)
 	if ck == 0 && l.ulp == protoUDP {
 		ck = 0xffff
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/shim6gw/shim6gw/rewrite"
 	"github.com/shim6gw/shim6gw/shim6"
 )

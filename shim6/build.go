@@ -3,6 +3,8 @@ package shim6
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/shim6gw/shim6gw/internal/checksum"
 )
 
 // Building messages. Every Append<Message> appends a complete, finished
@@ -276,4 +278,15 @@ func AppendKeepaliveTimeout(dst []byte, seconds uint16) []byte {
 	dst = appendOptionHeader(dst, OptKeepaliveTimeout, false, 4)
 	dst = append(dst, 0, 0)                            // Reserved
 	return binary.BigEndian.AppendUint16(dst, seconds) // 4+4: no padding
+}
+
+// ControlChecksum computes the Shim6 control message checksum over msg,
+// which must be exactly the message (Hdr Ext Len octets) with its checksum
+// field at offset 4. There is no pseudo-header, so locators can change
+// without touching it (RFC 5533 §5.3). The checksum field is treated as zero.
+func ControlChecksum(msg []byte) uint16 {
+	if len(msg) < 6 {
+		return 0
+	}
+	return checksum.Checksum(msg[6:], checksum.Sum(msg[:4], 0))
 }

@@ -1,6 +1,10 @@
 package shim6
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/shim6gw/shim6gw/internal/checksum"
+)
 
 // Control message common header offsets (RFC 5533 §5.3).
 const (
@@ -56,7 +60,7 @@ func ParseMessage(b []byte) (Message, error) {
 		return nil, &ParseError{Offset: offHdrExtLen, Err: ErrTruncated}
 	}
 	m := Message(b[:n])
-	if Fold(Sum(m, 0)) != 0xffff {
+	if checksum.Fold(checksum.Sum(m, 0)) != 0xffff {
 		return nil, &ParseError{Offset: offChecksum, Err: ErrBadChecksum}
 	}
 	if m[offTypeSpec]&1 != 0 {

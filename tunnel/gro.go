@@ -3,6 +3,8 @@ package tunnel
 import (
 	"bytes"
 	"encoding/binary"
+
+	"github.com/shim6gw/shim6gw/internal/checksum"
 )
 
 // MaxGROFlows is how many TCP flows a Coalescer keeps open at once while it
@@ -252,8 +254,8 @@ func (c *Coalescer) canAppend(bufs [][]byte, offset int, f *groFlow, pkt []byte,
 // without extension headers (RFC 8200 §8.1).
 func tcp6ChecksumValid(pkt []byte) bool {
 	l4 := len(pkt) - ipv6HdrLen
-	sum := csumAdd(pkt[8:], uint64(protoTCP)+uint64(l4)) // addresses and segment
-	return fold(sum) == 0xffff
+	sum := checksum.Sum(pkt[8:], uint64(protoTCP)+uint64(l4)) // addresses and segment
+	return checksum.Fold(sum) == 0xffff
 }
 
 // finish closes f: if segments were appended, its packet gets the merged
@@ -268,8 +270,8 @@ func (c *Coalescer) finish(bufs [][]byte, offset int, f *groFlow) {
 		pkt := buf[offset:]
 		l4 := len(pkt) - ipv6HdrLen
 		binary.BigEndian.PutUint16(pkt[4:], uint16(l4))
-		pseudo := csumAdd(pkt[8:ipv6HdrLen], uint64(protoTCP)+uint64(l4))
-		binary.BigEndian.PutUint16(pkt[ipv6HdrLen+16:], fold(pseudo))
+		pseudo := checksum.Sum(pkt[8:ipv6HdrLen], uint64(protoTCP)+uint64(l4))
+		binary.BigEndian.PutUint16(pkt[ipv6HdrLen+16:], checksum.Fold(pseudo))
 		encodeVirtio(buf[offset-VirtioHeaderLen:offset], GSOInfo{
 			Flags:      virtioNeedsCsum,
 			Type:       uint8(GSOTCPv6),

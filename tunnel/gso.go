@@ -4,7 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/bits"
+
+	"github.com/shim6gw/shim6gw/internal/checksum"
 )
 
 // GSOType is the gso_type of a virtio-net header
@@ -136,7 +137,7 @@ func SplitGSO(pkt []byte, g GSOInfo, out [][]byte, sizes []int, offset int) (int
 	}
 	// The pseudo-header's addresses and protocol are the same for every
 	// segment; only the upper-layer length differs.
-	pseudo := uint64(fold(csumAdd(pkt[8:40], uint64(proto))))
+	pseudo := uint64(checksum.Fold(checksum.Sum(pkt[8:40], uint64(proto))))
 	var seq uint32
 	if proto == protoTCP {
 		seq = binary.BigEndian.Uint32(pkt[cs+4:])
@@ -162,7 +163,7 @@ func SplitGSO(pkt []byte, g GSOInfo, out [][]byte, sizes []int, offset int) (int
 		}
 		ck := l4[g.CsumOffset:]
 		ck[0], ck[1] = 0, 0
-		c := ^fold(csumAdd(l4, pseudo+uint64(len(l4))))
+		c := ^checksum.Fold(checksum.Sum(l4, pseudo+uint64(len(l4))))
 		if c == 0 && proto == protoUDP {
 			c = 0xffff // RFC 8200 §8.1: a zero UDP checksum is sent as ones
 		}
@@ -219,41 +220,6 @@ func CompleteChecksum(pkt []byte, g GSOInfo) error {
 	// The partial value is the folded, uncomplemented pseudo-header sum.
 	initial := uint64(binary.BigEndian.Uint16(pkt[at:]))
 	pkt[at], pkt[at+1] = 0, 0
-	binary.BigEndian.PutUint16(pkt[at:], ^fold(csumAdd(pkt[cs:], initial)))
+	binary.BigEndian.PutUint16(pkt[at:], ^checksum.Fold(checksum.Sum(pkt[cs:], initial)))
 	return nil
-}
-
-// csumAdd adds b to the one's-complement sum acc (RFC 1071), 8 bytes at a
-// time with end-around carry. b must start at an even offset of the
-// summed data; an odd tail is padded with a zero byte.
-func csumAdd(b []byte, acc uint64) uint64 {
-	var c uint64
-	for len(b) >= 32 {
-		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b), c)
-		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[8:]), c)
-		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[16:]), c)
-		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[24:]), c)
-		b = b[32:]
-	}
-	for len(b) >= 8 {
-		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b), c)
-		b = b[8:]
-	}
-	if len(b) > 0 {
-		var w [8]byte
-		copy(w[:], b)
-		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(w[:]), c)
-	}
-	acc, c = bits.Add64(acc, 0, c)
-	return acc + c
-}
-
-// fold folds a 64-bit one's-complement sum to 16 bits.
-func fold(acc uint64) uint16 {
-	acc = acc&0xffffffff + acc>>32 // ≤ 2^33
-	acc = acc&0xffffffff + acc>>32
-	acc = acc&0xffff + acc>>16
-	acc = acc&0xffff + acc>>16
-	acc = acc&0xffff + acc>>16
-	return uint16(acc)
 }

@@ -2,10 +2,10 @@ package tunnel
 
 import (
 	"fmt"
-	"runtime"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/shim6gw/shim6gw/internal/nsrun"
 )
 
 // ifctl answers interface ioctls (MTU) through a socket opened when the
@@ -58,33 +58,7 @@ func (c *ifctl) close() error { return unix.Close(c.fd) }
 // namespace (as created by `ip netns add`), then switches back. Devices and
 // sockets opened by fn stay bound to that namespace after it returns, which
 // is how a TUN is created inside a namespace without moving the process.
+// The caller's goroutine never changes namespace.
 func InNamespace(name string, fn func() error) error {
-	target, err := netns.GetFromName(name)
-	if err != nil {
-		return fmt.Errorf("tunnel: namespace %q: %w", name, err)
-	}
-	defer target.Close()
-	return inNS(target, fn)
-}
-
-func inNS(target netns.NsHandle, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("tunnel: current namespace: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("tunnel: enter namespace: %w", err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		// The thread is stuck in the wrong namespace: leave it locked so
-		// the runtime destroys it when this goroutine exits.
-		return fmt.Errorf("tunnel: restore namespace: %w", err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
+	return nsrun.InNamed(name, fn)
 }
