@@ -8,6 +8,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/shim6gw/shim6gw/internal/ip6"
+
 	"github.com/shim6gw/shim6gw/internal/checksum"
 
 	"github.com/shim6gw/shim6gw/gateway/config"
@@ -93,16 +95,16 @@ func TestControllerPathError(t *testing.T) {
 		router := netip.MustParseAddr("2001:db8:ff::1")
 		icmp := append([]byte{1, 3, 0, 0, 0, 0, 0, 0}, inner...)
 		pkt := make([]byte, 40, 40+len(icmp))
-		shim6.PutIPv6Header(pkt, router, c.LocalLocator, protoICMPv6, len(icmp))
+		shim6.PutIPv6Header(pkt, router, c.LocalLocator, ip6.ProtoICMPv6, len(icmp))
 		pkt = append(pkt, icmp...)
-		ck := checksum.Checksum(pkt[40:], checksum.PseudoHeader(router, c.LocalLocator, uint32(len(icmp)), protoICMPv6))
+		ck := checksum.Checksum(pkt[40:], checksum.PseudoHeader(router, c.LocalLocator, uint32(len(icmp)), ip6.ProtoICMPv6))
 		pkt[42], pkt[43] = byte(ck>>8), byte(ck)
 		gw1.dev.Inbound <- pkt
 		timeout := time.After(5 * time.Second)
 		for delivered := false; !delivered; {
 			select {
 			case got := <-gw1.lan:
-				if got[6] == protoICMPv6 && netip.AddrFrom16([16]byte(got[24:40])) == h1.ULID() {
+				if got[6] == ip6.ProtoICMPv6 && netip.AddrFrom16([16]byte(got[24:40])) == h1.ULID() {
 					if q := got[48:]; netip.AddrFrom16([16]byte(q[8:24])) != h1.ULID() || netip.AddrFrom16([16]byte(q[24:40])) != h2.ULID() {
 						t.Errorf("quoted header not translated: %x", q[:40])
 					}
@@ -162,7 +164,7 @@ func TestControllerNoSupport(t *testing.T) {
 		icmp := append([]byte{icmpParamProblem, icmpUnrecognizedNext, 0, 0, 0, 0, 0, 6}, i1...)
 		src, dst := netip.AddrFrom16([16]byte(i1[24:40])), netip.AddrFrom16([16]byte(i1[8:24]))
 		pp := make([]byte, 40, 40+len(icmp))
-		shim6.PutIPv6Header(pp, src, dst, protoICMPv6, len(icmp))
+		shim6.PutIPv6Header(pp, src, dst, ip6.ProtoICMPv6, len(icmp))
 		dev.Inbound <- append(pp, icmp...)
 		waitFor(t, 2*time.Second, "no_support", func() bool {
 			c, ok := contextOf(&testGW{ctrl: ctrl}, host, legacy)

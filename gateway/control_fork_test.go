@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shim6gw/shim6gw/internal/ip6"
+
 	"github.com/shim6gw/shim6gw/rewrite"
 	"github.com/shim6gw/shim6gw/shim6"
 	"github.com/shim6gw/shim6gw/tunnel"
@@ -44,10 +46,10 @@ func (p *forkPeer) sent() []shim6.Message {
 	for {
 		select {
 		case pkt := <-p.dev.Outbound:
-			if len(pkt) < shim6.IPv6HeaderLen || pkt[6] != shim6.ProtocolNumber {
+			if len(pkt) < ip6.HeaderLen || pkt[6] != shim6.ProtocolNumber {
 				p.t.Fatalf("injected packet is not a bare shim6 message: % x", pkt[:min(len(pkt), 48)])
 			}
-			m, err := shim6.ParseMessage(pkt[shim6.IPv6HeaderLen:])
+			m, err := shim6.ParseMessage(pkt[ip6.HeaderLen:])
 			if err != nil {
 				p.t.Fatal(err)
 			}
@@ -139,15 +141,15 @@ func TestForkedContextInTable(t *testing.T) {
 	udp := []byte{0, 7, 0, 9, 0, 12, 0, 0, 'f', 'o', 'r', 'k'}
 	pkt := make([]byte, 64, 128)
 	shim6.PutIPv6Header(pkt, p.ulid, p.host, shim6.ProtocolNumber, shim6.PayloadHeaderLen+len(udp))
-	shim6.PutPayloadHeader(pkt[shim6.IPv6HeaderLen:], 17, fork.LocalTag)
-	copy(pkt[shim6.IPv6HeaderLen+shim6.PayloadHeaderLen:], udp)
-	pkt = pkt[:shim6.IPv6HeaderLen+shim6.PayloadHeaderLen+len(udp)]
+	shim6.PutPayloadHeader(pkt[ip6.HeaderLen:], 17, fork.LocalTag)
+	copy(pkt[ip6.HeaderLen+shim6.PayloadHeaderLen:], udp)
+	pkt = pkt[:ip6.HeaderLen+shim6.PayloadHeaderLen+len(udp)]
 	buf := make([]byte, 32+len(pkt))
 	copy(buf[32:], pkt)
 	res := l.c.rw.Process(rewrite.Inbound, buf, 32, len(buf), l.c.clock.nanos())
 	got := buf[res.Start:res.End]
-	if res.Path != rewrite.PathInboundShim || res.Notice.Kind != rewrite.NoNotice || len(got) != shim6.IPv6HeaderLen+len(udp) ||
-		got[6] != 17 || string(got[shim6.IPv6HeaderLen:]) != string(udp) {
+	if res.Path != rewrite.PathInboundShim || res.Notice.Kind != rewrite.NoNotice || len(got) != ip6.HeaderLen+len(udp) ||
+		got[6] != 17 || string(got[ip6.HeaderLen:]) != string(udp) {
 		t.Fatalf("forked payload: path %v reason %v notice %v, packet % x", res.Path, res.Reason, res.Notice.Kind, got)
 	}
 	if fc.Stamps().ReceivedPackets.Load() != 1 || l.stamps[fork.LocalTag] != fc.Stamps() {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shim6gw/shim6gw/internal/ip6"
+
 	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/shim6"
 	"github.com/shim6gw/shim6gw/tunnel"
@@ -59,7 +61,7 @@ func FuzzControlReceived(f *testing.F) {
 	f.Add(withExt)
 	icmp := append([]byte{icmpParamProblem, icmpUnrecognizedNext, 0, 0, 0, 0, 0, 6}, shim6.AppendIPv6Control(nil, local, peer, i1)...)
 	pp := make([]byte, 40, 40+len(icmp))
-	shim6.PutIPv6Header(pp, peer, local, protoICMPv6, len(icmp))
+	shim6.PutIPv6Header(pp, peer, local, ip6.ProtoICMPv6, len(icmp))
 	f.Add(append(pp, icmp...))
 	f.Add([]byte{0x60, 0, 0, 0, 0, 8, 0, 64})
 	now := time.Unix(1_700_000_000, 0)
@@ -80,11 +82,11 @@ func FuzzIsShim6ParamProblem(f *testing.F) {
 	a, b := netip.MustParseAddr("2001:db8:a:1::1"), netip.MustParseAddr("2001:db8:e::1")
 	icmp := append([]byte{icmpParamProblem, icmpUnrecognizedNext, 0, 0, 0, 0, 0, 6}, shim6.AppendIPv6Control(nil, a, b, i1)...)
 	pp := make([]byte, 40, 40+len(icmp))
-	shim6.PutIPv6Header(pp, b, a, protoICMPv6, len(icmp))
+	shim6.PutIPv6Header(pp, b, a, ip6.ProtoICMPv6, len(icmp))
 	f.Add(append(pp, icmp...))
 	f.Add(pp[:40])
 	f.Fuzz(func(t *testing.T, p []byte) {
-		if isShim6ParamProblem(p) && (p[6] != protoICMPv6 || p[40] != icmpParamProblem || p[48+6] != shim6.ProtocolNumber) {
+		if isShim6ParamProblem(p) && (p[6] != ip6.ProtoICMPv6 || p[40] != icmpParamProblem || p[48+6] != shim6.ProtocolNumber) {
 			t.Fatalf("accepted %x", p)
 		}
 	})

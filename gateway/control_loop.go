@@ -4,11 +4,12 @@ import (
 	"context"
 	"crypto/hkdf"
 	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"time"
+
+	"github.com/shim6gw/shim6gw/internal/ip6"
 
 	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/gateway/metrics"
@@ -60,7 +61,7 @@ type controlLoop struct {
 	snapForce  bool
 	lastSnap   time.Time
 	pkt        []byte // scratch for whole control packets
-	quote      [shim6.IPv6HeaderLen + shim6.PayloadHeaderLen]byte
+	quote      [ip6.HeaderLen + shim6.PayloadHeaderLen]byte
 }
 
 func newControlLoop(c *Controller, cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (*controlLoop, error) {
@@ -85,7 +86,7 @@ func newControlLoop(c *Controller, cfg *config.Config, m *metrics.Metrics, log *
 		seen: map[shim6.ContextTag][2]int64{}, down: map[string]bool{}, noShim6: map[netip.Addr]netip.Addr{},
 		lastRTT:  map[shim6.ContextTag]time.Duration{},
 		linkDown: map[string]bool{},
-		pkt:      make([]byte, 0, shim6.IPv6HeaderLen+shim6.MaxMessageLen),
+		pkt:      make([]byte, 0, ip6.HeaderLen+shim6.MaxMessageLen),
 	}
 	c.uplinkUp.Store(int32(len(cfg.Uplinks)))
 	// No context exists yet: this only trims the hosts' locator lists.
@@ -176,29 +177,27 @@ func (l *controlLoop) serve(ctx context.Context, in ControlInputs, divert *tunne
 // received handles a diverted packet: a Shim6 control message (possibly
 // behind routing-related extension headers) or an ICMPv6 error about one.
 func (l *controlLoop) received(now time.Time, pkt []byte) {
-	if len(pkt) < shim6.IPv6HeaderLen || pkt[0]>>4 != 6 {
+	h := ip6.Header(pkt)
+	if !h.Valid() {
 		return
 	}
-	end := min(shim6.IPv6HeaderLen+int(binary.BigEndian.Uint16(pkt[4:])), len(pkt))
-	src := netip.AddrFrom16([16]byte(pkt[8:24]))
-	dst := netip.AddrFrom16([16]byte(pkt[24:40]))
-	nh, off := pkt[6], shim6.IPv6HeaderLen
-	for nh == 0 || nh == 43 || nh == 60 { // hop-by-hop, routing, destination options
-		if off+2 > end {
+	pkt = pkt[:h.End()]
+	// Routing-related headers may precede a control message (RFC 5533
+	// §5); anything else ends the walk.
+	it := ip6.NewIter(pkt)
+	for p := it.Proto(); p == ip6.ProtoHopByHop || p == ip6.ProtoRouting || p == ip6.ProtoDstOpts; p = it.Proto() {
+		if !it.Next() {
 			return
 		}
-		nh, off = pkt[off], off+(int(pkt[off+1])+1)*8
 	}
-	if off > end {
-		return
-	}
-	switch nh {
+	off := it.Offset()
+	switch it.Proto() {
 	case shim6.ProtocolNumber:
-		l.c.opts.Capture.WritePacket(now, pkt[:end])
-		l.apply(l.eng.HandleControl(now, src, dst, pkt[off:end]))
-	case protoICMPv6:
-		if end-off >= 8 {
-			l.apply(l.eng.HandleICMP(now, pkt[off], pkt[off+1], pkt[off+8:end]))
+		l.c.opts.Capture.WritePacket(now, pkt)
+		l.apply(l.eng.HandleControl(now, h.Src(), h.Dst(), pkt[off:]))
+	case ip6.ProtoICMPv6:
+		if len(pkt)-off >= 8 {
+			l.apply(l.eng.HandleICMP(now, pkt[off], pkt[off+1], pkt[off+8:]))
 		}
 	}
 }
@@ -221,7 +220,7 @@ func (l *controlLoop) notice(now time.Time, n rewrite.Notice) {
 		}
 		q := l.quote[:]
 		shim6.PutIPv6Header(q, n.Local, n.Peer, shim6.ProtocolNumber, shim6.PayloadHeaderLen)
-		shim6.PutPayloadHeader(q[shim6.IPv6HeaderLen:], shim6.NoNextHeader, ctx.Config().PeerTag)
+		shim6.PutPayloadHeader(q[ip6.HeaderLen:], shim6.NoNextHeader, ctx.Config().PeerTag)
 		const destUnreachable, noRoute = 1, 0
 		l.apply(l.eng.HandleICMP(now, destUnreachable, noRoute, q))
 	}

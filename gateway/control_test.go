@@ -16,6 +16,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/shim6gw/shim6gw/internal/ip6"
+
 	"github.com/shim6gw/shim6gw/internal/checksum"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -400,7 +402,7 @@ func TestControllerHandshakeFailover(t *testing.T) {
 		gw1.dev.Inbound <- big
 		select {
 		case ptb := <-gw1.lan:
-			if ptb[6] != protoICMPv6 || ptb[40] != 2 || binary.BigEndian.Uint32(ptb[44:]) != 1492 ||
+			if ptb[6] != ip6.ProtoICMPv6 || ptb[40] != 2 || binary.BigEndian.Uint32(ptb[44:]) != 1492 ||
 				netip.AddrFrom16([16]byte(ptb[24:40])) != h1.ULID() || !bytes.Equal(ptb[48:88], big[:40]) {
 				t.Errorf("not a packet too big for h1 (mtu 1492): %x", ptb[:min(len(ptb), 96)])
 			}

@@ -4,6 +4,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shim6gw/shim6gw/internal/ip6"
+
 	"github.com/shim6gw/shim6gw/gateway/metrics"
 	"github.com/shim6gw/shim6gw/rewrite"
 	"github.com/shim6gw/shim6gw/shim6"
@@ -137,9 +139,8 @@ func (d *Dataplane) Process(b *tunnel.Batch) {
 	}
 }
 
-// ICMPv6 constants for isShim6ParamProblem (RFC 4443 §3.4).
+// ICMPv6 Parameter Problem, unrecognized Next Header (RFC 4443 §3.4).
 const (
-	protoICMPv6          = 58
 	icmpParamProblem     = 4
 	icmpUnrecognizedNext = 1
 )
@@ -149,13 +150,13 @@ const (
 // a Shim6 control message (Next Header 140, P = 0): a peer without Shim6
 // answering our I1.
 func isShim6ParamProblem(pkt []byte) bool {
-	const q = shim6.IPv6HeaderLen + 8 // the quoted packet
-	if len(pkt) < q+shim6.IPv6HeaderLen+3 || pkt[6] != protoICMPv6 {
+	const q = ip6.HeaderLen + 8 // the quoted packet
+	if len(pkt) < q+ip6.HeaderLen+3 || pkt[6] != ip6.ProtoICMPv6 {
 		return false
 	}
-	icmp := pkt[shim6.IPv6HeaderLen:]
+	icmp := pkt[ip6.HeaderLen:]
 	return icmp[0] == icmpParamProblem && icmp[1] == icmpUnrecognizedNext &&
-		pkt[q]>>4 == 6 && pkt[q+6] == shim6.ProtocolNumber && pkt[q+shim6.IPv6HeaderLen+2]&0x80 == 0
+		pkt[q]>>4 == 6 && pkt[q+6] == shim6.ProtocolNumber && pkt[q+ip6.HeaderLen+2]&0x80 == 0
 }
 
 // DataplaneStats implements DataplaneStatsSource: the Rewriter's packet

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shim6gw/shim6gw/internal/ip6"
+
 	"github.com/shim6gw/shim6gw/gateway/metrics"
 	"github.com/shim6gw/shim6gw/rewrite"
 	"github.com/shim6gw/shim6gw/shim6"
@@ -199,7 +201,7 @@ func TestDataplaneParamProblem(t *testing.T) {
 	quoted := shim6.AppendIPv6Control(nil, dpHost, dpStranger, i1)
 	icmp := append([]byte{icmpParamProblem, icmpUnrecognizedNext, 0, 0, 0, 0, 0, 6}, quoted...)
 	pkt := make([]byte, 40, 40+len(icmp))
-	shim6.PutIPv6Header(pkt, dpStranger, dpHost, protoICMPv6, len(icmp))
+	shim6.PutIPv6Header(pkt, dpStranger, dpHost, ip6.ProtoICMPv6, len(icmp))
 	pkt = append(pkt, icmp...)
 	if !isShim6ParamProblem(pkt) {
 		t.Fatal("not recognised")

@@ -4,22 +4,23 @@ import (
 	"encoding/binary"
 	"net/netip"
 
+	"github.com/shim6gw/shim6gw/internal/ip6"
+
 	"github.com/shim6gw/shim6gw/shim6"
 )
 
 // IPv6 constants (RFC 8200) and the protocol numbers the walker knows.
 const (
-	ipv6HeaderLen  = 40
+	ipv6HeaderLen  = ip6.HeaderLen
 	shimLen        = 8 // Payload Extension Header (RFC 5533 §5.2)
-	maxExtHeaders  = 16
-	protoHopByHop  = 0
+	protoHopByHop  = ip6.ProtoHopByHop
 	protoTCP       = 6
 	protoUDP       = 17
-	protoRouting   = 43
-	protoFragment  = 44
-	protoAH        = 51
-	protoICMPv6    = 58
-	protoDstOpts   = 60
+	protoRouting   = ip6.ProtoRouting
+	protoFragment  = ip6.ProtoFragment
+	protoAH        = ip6.ProtoAH
+	protoICMPv6    = ip6.ProtoICMPv6
+	protoDstOpts   = ip6.ProtoDstOpts
 	icmpHeaderLen  = 8
 	icmpTooBig     = 2
 	tcpMinLen      = 20
@@ -62,56 +63,34 @@ type layout struct {
 // header, non-first fragment or unknown header, and never reads beyond pkt.
 func walk(pkt []byte, l *layout) {
 	*l = layout{insOff: ipv6HeaderLen, insNHOff: offNextHeader, shimOff: -1, shimNHOff: -1, ulpOff: -1}
-	nh, nhOff, off := pkt[offNextHeader], offNextHeader, ipv6HeaderLen
-	for range maxExtHeaders {
+	it := ip6.NewIter(pkt)
+	for {
+		nh, off := it.Proto(), it.Offset()
 		switch nh {
-		case protoHopByHop, protoRouting, protoDstOpts:
-			if off+8 > len(pkt) {
-				l.truncated = true
+		case shim6.ProtocolNumber:
+			l.shimOff, l.shimNHOff = off, it.NextHeaderOffset()
+			return
+		case protoHopByHop, protoRouting, protoDstOpts, protoFragment, protoAH:
+			if !it.Next() {
+				if l.truncated = it.Truncated(); !l.truncated {
+					// A non-first fragment: no upper-layer header here.
+					l.fragment, l.ulp = true, pkt[off]
+				}
 				return
 			}
-			n := (int(pkt[off+1]) + 1) * 8
-			if off+n > len(pkt) {
-				l.truncated = true
-				return
+			if nh == protoFragment {
+				l.fragment = true
 			}
 			// A DstOpts header is routing-related only before a Routing
 			// header; the Routing header then moves the point past both.
 			if (nh == protoHopByHop || nh == protoRouting) && !l.fragment {
-				l.insOff, l.insNHOff = off+n, off
+				l.insOff, l.insNHOff = it.Offset(), off
 			}
-			nh, nhOff, off = pkt[off], off, off+n
-		case protoFragment:
-			if off+8 > len(pkt) {
-				l.truncated = true
-				return
-			}
-			l.fragment = true
-			if binary.BigEndian.Uint16(pkt[off+2:])&^7 != 0 {
-				l.ulp = pkt[off] // non-first fragment: no upper-layer header here
-				return
-			}
-			nh, nhOff, off = pkt[off], off, off+8
-		case protoAH:
-			if off+8 > len(pkt) {
-				l.truncated = true
-				return
-			}
-			n := (int(pkt[off+1]) + 2) * 4
-			if off+n > len(pkt) {
-				l.truncated = true
-				return
-			}
-			nh, nhOff, off = pkt[off], off, off+n
-		case shim6.ProtocolNumber:
-			l.shimOff, l.shimNHOff = off, nhOff
-			return
 		default:
 			l.ulp, l.ulpOff = nh, off
 			return
 		}
 	}
-	l.truncated = true
 }
 
 // checkIPv6 validates the fixed header of pkt and returns the length the

@@ -3,10 +3,12 @@ package shim6
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/shim6gw/shim6gw/internal/ip6"
 )
 
 // IPv6HeaderLen is the size of the fixed IPv6 header (RFC 8200 §3).
-const IPv6HeaderLen = 40
+const IPv6HeaderLen = ip6.HeaderLen
 
 // MinMTU is the IPv6 minimum link MTU; whole control packets must not
 // exceed it (RFC 5533 §5.1).

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 
+	"github.com/shim6gw/shim6gw/internal/ip6"
+
 	"github.com/shim6gw/shim6gw/internal/checksum"
 )
 
@@ -111,8 +113,8 @@ func (c *Coalescer) add(bufs [][]byte, offset, i int) bool {
 		c.closeTCP(bufs, offset, pkt)
 		return true
 	}
-	payload := len(pkt) - ipv6HdrLen - thl
-	tcp := pkt[ipv6HdrLen:]
+	payload := len(pkt) - ip6.HeaderLen - thl
+	tcp := pkt[ip6.HeaderLen:]
 	seq := binary.BigEndian.Uint32(tcp[4:])
 	psh := tcp[13]&tcpFlagPSH != 0
 	f := c.lookup(bufs, offset, pkt)
@@ -121,9 +123,9 @@ func (c *Coalescer) add(bufs [][]byte, offset, i int) bool {
 			head := bufs[f.head]
 			n := len(head)
 			bufs[f.head] = head[:n+payload]
-			copy(bufs[f.head][n:], pkt[ipv6HdrLen+thl:])
+			copy(bufs[f.head][n:], pkt[ip6.HeaderLen+thl:])
 			if psh {
-				bufs[f.head][offset+ipv6HdrLen+13] |= tcpFlagPSH
+				bufs[f.head][offset+ip6.HeaderLen+13] |= tcpFlagPSH
 				f.psh = true
 			}
 			f.short = payload < f.size
@@ -144,11 +146,11 @@ func (c *Coalescer) add(bufs [][]byte, offset, i int) bool {
 // coalesced (no extension headers, consistent lengths, ACK or ACK|PSH
 // only, a payload), and its TCP header length.
 func groCandidate(pkt []byte) (int, bool) {
-	if len(pkt) < ipv6HdrLen+20+1 || pkt[0]>>4 != 6 || pkt[ipv6NextHdrOff] != protoTCP ||
-		int(binary.BigEndian.Uint16(pkt[4:])) != len(pkt)-ipv6HdrLen {
+	if len(pkt) < ip6.HeaderLen+20+1 || pkt[0]>>4 != 6 || pkt[ipv6NextHdrOff] != protoTCP ||
+		int(binary.BigEndian.Uint16(pkt[4:])) != len(pkt)-ip6.HeaderLen {
 		return 0, false
 	}
-	tcp := pkt[ipv6HdrLen:]
+	tcp := pkt[ip6.HeaderLen:]
 	thl := int(tcp[12]>>4) * 4
 	if thl < 20 || len(tcp) <= thl {
 		return 0, false
@@ -174,7 +176,7 @@ func allZero(b []byte) bool {
 // acknowledgment number (which wireguard-go treats as another flow) closes
 // it rather than overtake it.
 func sameFlow(a, b []byte) bool {
-	return bytes.Equal(a[8:ipv6HdrLen+4], b[8:ipv6HdrLen+4])
+	return bytes.Equal(a[8:ip6.HeaderLen+4], b[8:ip6.HeaderLen+4])
 }
 
 // lookup returns the open flow of pkt, a candidate, or nil.
@@ -191,7 +193,7 @@ func (c *Coalescer) lookup(bufs [][]byte, offset int, pkt []byte) *groFlow {
 // closeTCP finishes every open flow with pkt's addresses and ports, if pkt
 // is TCP/IPv6 without extension headers.
 func (c *Coalescer) closeTCP(bufs [][]byte, offset int, pkt []byte) {
-	if len(pkt) < ipv6HdrLen+4 || pkt[0]>>4 != 6 || pkt[ipv6NextHdrOff] != protoTCP {
+	if len(pkt) < ip6.HeaderLen+4 || pkt[0]>>4 != 6 || pkt[ipv6NextHdrOff] != protoTCP {
 		return
 	}
 	if f := c.lookup(bufs, offset, pkt); f != nil {
@@ -236,10 +238,10 @@ func (c *Coalescer) canAppend(bufs [][]byte, offset int, f *groFlow, pkt []byte,
 	// traffic class, flow label and hop limit (RFC 8200 §3); acknowledgment
 	// number, data offset, window and urgent pointer (the word the kernel's
 	// tcp_gro_receive compares, flags being ACK on both); TCP options.
-	h, q := head[ipv6HdrLen:], pkt[ipv6HdrLen:]
+	h, q := head[ip6.HeaderLen:], pkt[ip6.HeaderLen:]
 	if !bytes.Equal(head[:4], pkt[:4]) || head[7] != pkt[7] ||
 		!bytes.Equal(h[8:13], q[8:13]) || !bytes.Equal(h[14:16], q[14:16]) || !bytes.Equal(h[18:20], q[18:20]) ||
-		!bytes.Equal(head[ipv6HdrLen+20:ipv6HdrLen+thl], pkt[ipv6HdrLen+20:ipv6HdrLen+thl]) {
+		!bytes.Equal(head[ip6.HeaderLen+20:ip6.HeaderLen+thl], pkt[ip6.HeaderLen+20:ip6.HeaderLen+thl]) {
 		return false
 	}
 	// The merged packet's checksum is recomputed downstream, so a corrupt
@@ -253,7 +255,7 @@ func (c *Coalescer) canAppend(bufs [][]byte, offset int, f *groFlow, pkt []byte,
 // tcp6ChecksumValid verifies the TCP checksum of a TCP/IPv6 packet
 // without extension headers (RFC 8200 §8.1).
 func tcp6ChecksumValid(pkt []byte) bool {
-	l4 := len(pkt) - ipv6HdrLen
+	l4 := len(pkt) - ip6.HeaderLen
 	sum := checksum.Sum(pkt[8:], uint64(protoTCP)+uint64(l4)) // addresses and segment
 	return checksum.Fold(sum) == 0xffff
 }
@@ -268,16 +270,16 @@ func (c *Coalescer) finish(bufs [][]byte, offset int, f *groFlow) {
 	if f.merged > 0 {
 		buf := bufs[f.head]
 		pkt := buf[offset:]
-		l4 := len(pkt) - ipv6HdrLen
+		l4 := len(pkt) - ip6.HeaderLen
 		binary.BigEndian.PutUint16(pkt[4:], uint16(l4))
-		pseudo := checksum.Sum(pkt[8:ipv6HdrLen], uint64(protoTCP)+uint64(l4))
-		binary.BigEndian.PutUint16(pkt[ipv6HdrLen+16:], checksum.Fold(pseudo))
+		pseudo := checksum.Sum(pkt[8:ip6.HeaderLen], uint64(protoTCP)+uint64(l4))
+		binary.BigEndian.PutUint16(pkt[ip6.HeaderLen+16:], checksum.Fold(pseudo))
 		encodeVirtio(buf[offset-VirtioHeaderLen:offset], GSOInfo{
 			Flags:      virtioNeedsCsum,
 			Type:       uint8(GSOTCPv6),
-			HdrLen:     uint16(ipv6HdrLen + f.thl),
+			HdrLen:     uint16(ip6.HeaderLen + f.thl),
 			Size:       uint16(f.size),
-			CsumStart:  ipv6HdrLen,
+			CsumStart:  ip6.HeaderLen,
 			CsumOffset: 16,
 		})
 	}

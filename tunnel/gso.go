@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/shim6gw/shim6gw/internal/ip6"
+
 	"github.com/shim6gw/shim6gw/internal/checksum"
 )
 
@@ -104,9 +106,8 @@ var (
 )
 
 const (
-	ipv6HdrLen = 40
-	protoTCP   = 6
-	protoUDP   = 17
+	protoTCP = 6
+	protoUDP = 17
 )
 
 // SplitGSO segments the GSO super-packet pkt described by g, an IPv6 TCP
@@ -148,7 +149,7 @@ func SplitGSO(pkt []byte, g GSOInfo, out [][]byte, sizes []int, offset int) (int
 		seg := out[j][offset : offset+total]
 		copy(seg, pkt[:hdrLen])
 		copy(seg[hdrLen:], data)
-		binary.BigEndian.PutUint16(seg[4:], uint16(total-ipv6HdrLen))
+		binary.BigEndian.PutUint16(seg[4:], uint16(total-ip6.HeaderLen))
 		l4 := seg[cs:]
 		if proto == protoTCP {
 			binary.BigEndian.PutUint32(l4[4:], seq+uint32(j*size))
@@ -177,7 +178,7 @@ func SplitGSO(pkt []byte, g GSOInfo, out [][]byte, sizes []int, offset int) (int
 // in front of the payload and the transport protocol.
 func gsoHeaders(pkt []byte, g GSOInfo) (hdrLen int, proto uint8, err error) {
 	cs := int(g.CsumStart)
-	if len(pkt) < ipv6HdrLen || pkt[0]>>4 != 6 || cs < ipv6HdrLen || g.Size == 0 {
+	if len(pkt) < ip6.HeaderLen || pkt[0]>>4 != 6 || cs < ip6.HeaderLen || g.Size == 0 {
 		return 0, 0, fmt.Errorf("%w: type %d, csum start %d, size %d in %d bytes", ErrBadGSO, g.Type, cs, g.Size, len(pkt))
 	}
 	switch g.Kind() {
