@@ -344,14 +344,14 @@ func (l *controlLoop) reload(now time.Time, r Reload) {
 		l.withdraw(now, old)
 	}
 	if r.Plan.TimersChanged {
-		if err := l.eng.SetTimers(r.Config.Timers.Engine()); err != nil {
+		if err := l.eng.SetTimers(r.Config.Timers); err != nil {
 			l.log.Error("timers not applied", "err", err)
 		} else if l.c.opts.ObserveInterval <= 0 {
 			l.observeEvery = observeInterval(r.Config.Timers)
 		}
 	}
 	if r.Plan.PolicyChanged {
-		if err := l.eng.SetPolicy(r.Config.Policy.Engine()); err != nil {
+		if err := l.eng.SetPolicy(r.Config.Policy); err != nil {
 			l.log.Error("policy not applied", "err", err)
 		}
 	}
@@ -545,7 +545,7 @@ func engineConfig(cfg *config.Config, s *site, seed [32]byte) (shim6.EngineConfi
 		return shim6.EngineConfig{}, err
 	}
 	ec := shim6.EngineConfig{
-		Hosts: s.hosts, Uplinks: cfg.EngineUplinks(), Timers: cfg.Timers.Engine(), Policy: cfg.Policy.Engine(),
+		Hosts: s.hosts, Uplinks: cfg.EngineUplinks(), Timers: cfg.Timers, Policy: cfg.Policy,
 		SiteSecret: secret, Seed: seed, Verifier: hba.Verifier{},
 	}
 	cfg.Limits.Apply(&ec)
@@ -554,7 +554,7 @@ func engineConfig(cfg *config.Config, s *site, seed [32]byte) (shim6.EngineConfi
 
 // observeInterval is how often the loop polls traffic stamps: a tenth of
 // the shorter REAP timer, so detection is late by at most 10 %.
-func observeInterval(t config.Timers) time.Duration {
+func observeInterval(t shim6.Timers) time.Duration {
 	d := min(t.SendTimeout, t.KeepaliveTimeout)
 	if d <= 0 {
 		d = max(t.SendTimeout, t.KeepaliveTimeout)

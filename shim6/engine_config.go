@@ -7,37 +7,38 @@ import (
 
 // Timers holds every protocol timer of the engine. Zero fields take the
 // RFC defaults (RFC 5533 §14, RFC 5534 §4.1, §4.3, §7); the lab and the
-// tests set faster ones.
+// tests set faster ones. The yaml keys are the gateway configuration's
+// timers section: the RFC constant names in snake case.
 type Timers struct {
-	I1Timeout            time.Duration // RFC 5533 §14: 4 s
-	I1RetriesMax         int           // RFC 5533 §14: 4
-	I2Timeout            time.Duration // 4 s
-	I2RetriesMax         int           // 2
-	I2bisTimeout         time.Duration // 4 s
-	I2bisRetriesMax      int           // 2
-	ValidatorMinLifetime time.Duration // 30 s
-	NoR1HolddownTime     time.Duration // 1 min
-	ICMPHolddownTime     time.Duration // 10 min
-	UpdateTimeout        time.Duration // 4 s
-	MaxUpdateTimeout     time.Duration // 120 s
+	I1Timeout            time.Duration `yaml:"i1_timeout"`             // RFC 5533 §14: 4 s
+	I1RetriesMax         int           `yaml:"i1_retries_max"`         // RFC 5533 §14: 4
+	I2Timeout            time.Duration `yaml:"i2_timeout"`             // 4 s
+	I2RetriesMax         int           `yaml:"i2_retries_max"`         // 2
+	I2bisTimeout         time.Duration `yaml:"i2bis_timeout"`          // 4 s
+	I2bisRetriesMax      int           `yaml:"i2bis_retries_max"`      // 2
+	ValidatorMinLifetime time.Duration `yaml:"validator_min_lifetime"` // 30 s
+	NoR1HolddownTime     time.Duration `yaml:"no_r1_holddown_time"`    // 1 min
+	ICMPHolddownTime     time.Duration `yaml:"icmp_holddown_time"`     // 10 min
+	UpdateTimeout        time.Duration `yaml:"update_timeout"`         // 4 s
+	MaxUpdateTimeout     time.Duration `yaml:"max_update_timeout"`     // 120 s
 
-	SendTimeout         time.Duration // RFC 5534 §4.1: 15 s (our Send Timeout, sent as Keepalive Timeout option)
-	KeepaliveTimeout    time.Duration // RFC 5534 §4.1: the peer's Send Timeout if it told us, else this (15 s)
-	InitialProbeTimeout time.Duration // RFC 5534 §7: 0.5 s
-	NumInitialProbes    int           // RFC 5534 §7: 4
-	MaxProbeTimeout     time.Duration // RFC 5534 §4.3: 60 s
+	SendTimeout         time.Duration `yaml:"send_timeout"`          // RFC 5534 §4.1: 15 s (our Send Timeout, sent as Keepalive Timeout option)
+	KeepaliveTimeout    time.Duration `yaml:"keepalive_timeout"`     // RFC 5534 §4.1: the peer's Send Timeout if it told us, else this (15 s)
+	InitialProbeTimeout time.Duration `yaml:"initial_probe_timeout"` // RFC 5534 §7: 0.5 s
+	NumInitialProbes    int           `yaml:"num_initial_probes"`    // RFC 5534 §7: 4
+	MaxProbeTimeout     time.Duration `yaml:"max_probe_timeout"`     // RFC 5534 §4.3: 60 s
 
 	// IdleTimeout is how long a context may go without any traffic before
 	// it is discarded (RFC 5533 §9 suggests at least 5 minutes).
-	IdleTimeout time.Duration // 10 min
+	IdleTimeout time.Duration `yaml:"idle_timeout"` // 10 min
 
 	// NonceInterval is how often the Responder Nonce counter advances;
 	// SecretRotation how often the validator secret changes. A nonce is
 	// accepted while it is at most ValidatorMinLifetime+NonceInterval old,
 	// with the secret of its own epoch, so the previous secret stays valid
 	// for that grace period (RFC 5533 §7.10.1).
-	NonceInterval  time.Duration // 5 s
-	SecretRotation time.Duration // 10 min
+	NonceInterval  time.Duration `yaml:"nonce_interval"`  // 5 s
+	SecretRotation time.Duration `yaml:"secret_rotation"` // 10 min
 }
 
 // MinSendTimeout is the least Send Timeout (and Keepalive Timeout) the
@@ -144,27 +145,37 @@ type LocalHost struct {
 // makes the engine send an I1 ("deferred context establishment", RFC 5533
 // §1.1, §15.3), so short flows cost no handshake.
 type Policy struct {
-	// Packets: initiate once this many HandleTraffic calls were seen for
-	// the pair within Window (default 1: the first packet).
-	Packets int
-	// After: initiate when traffic for the pair is still seen this long
-	// after it was first seen (0: disabled).
-	After time.Duration
-	// Window: a pair not seen again within Window is forgotten (default 30 s).
-	Window time.Duration
-	// MaxPending bounds the number of pairs counted at once (default 65536).
-	MaxPending int
+	// InitiateAfterNotices: initiate once this many HandleTraffic calls
+	// were seen for the pair within Window. The data plane sends at most
+	// one such "traffic seen" notice per pair per second, so 3 means
+	// traffic in three different seconds, not three packets.
+	InitiateAfterNotices int `yaml:"initiate_after_notices"`
+	// InitiateAfter: initiate when traffic for the pair is still seen
+	// this long after it was first seen (0: disabled).
+	InitiateAfter time.Duration `yaml:"initiate_after"`
+	// Window: a pair not seen again within Window is forgotten.
+	Window time.Duration `yaml:"window"`
+	// MaxPending bounds the number of pairs counted at once.
+	MaxPending int `yaml:"max_pending"`
 }
 
+// DefaultPolicy initiates on the first notice, forgets a pair after 30 s
+// and counts at most 65536 pairs.
+func DefaultPolicy() Policy {
+	return Policy{InitiateAfterNotices: 1, Window: 30 * time.Second, MaxPending: 65536}
+}
+
+// withDefaults fills zero fields from DefaultPolicy.
 func (p Policy) withDefaults() Policy {
-	if p.Packets <= 0 {
-		p.Packets = 1
+	d := DefaultPolicy()
+	if p.InitiateAfterNotices <= 0 {
+		p.InitiateAfterNotices = d.InitiateAfterNotices
 	}
 	if p.Window <= 0 {
-		p.Window = 30 * time.Second
+		p.Window = d.Window
 	}
 	if p.MaxPending <= 0 {
-		p.MaxPending = 65536
+		p.MaxPending = d.MaxPending
 	}
 	return p
 }

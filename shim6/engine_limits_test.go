@@ -222,12 +222,12 @@ func TestLimitsDefaultMaxContexts(t *testing.T) {
 	}
 }
 
-// Pending initiations (Policy.Packets > 1) stay within MaxPending however
+// Pending initiations (Policy.InitiateAfterNotices > 1) stay within MaxPending however
 // many pairs see traffic.
 func TestLimitsPendingBounded(t *testing.T) {
 	sb := newSite("b", 1)
 	cfg := simConfig(sb, nil, 42, Timers{})
-	cfg.Policy = Policy{Packets: 5, MaxPending: 100}
+	cfg.Policy = Policy{InitiateAfterNotices: 5, MaxPending: 100}
 	e, err := NewEngine(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -48,7 +48,7 @@ func (e *Engine) Timers() Timers { return e.t }
 // packet; if MaxPending shrank, the oldest pairs are forgotten as new
 // ones arrive.
 func (e *Engine) SetPolicy(p Policy) error {
-	if p.Packets < 0 || p.After < 0 || p.Window < 0 || p.MaxPending < 0 {
+	if p.InitiateAfterNotices < 0 || p.InitiateAfter < 0 || p.Window < 0 || p.MaxPending < 0 {
 		return fmt.Errorf("%w: negative policy value %+v", ErrConfig, p)
 	}
 	e.pol = p.withDefaults()

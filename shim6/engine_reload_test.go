@@ -100,10 +100,10 @@ func TestSetPolicy(t *testing.T) {
 	if n := i1s(a.e.HandleTraffic(net.now, u0, p0)); n != 1 {
 		t.Fatalf("default policy: %d I1 after the first packet", n)
 	}
-	if err := a.e.SetPolicy(Policy{Packets: 3}); err != nil {
+	if err := a.e.SetPolicy(Policy{InitiateAfterNotices: 3}); err != nil {
 		t.Fatal(err)
 	}
-	if got := a.e.Policy(); got.Packets != 3 || got.Window != 30*time.Second || got.MaxPending != 65536 {
+	if got := a.e.Policy(); got.InitiateAfterNotices != 3 || got.Window != 30*time.Second || got.MaxPending != 65536 {
 		t.Errorf("policy in effect %+v", got)
 	}
 	u1, p1 := sa.hosts[1].ULID, sb.hosts[1].ULID
@@ -116,7 +116,7 @@ func TestSetPolicy(t *testing.T) {
 	if err := a.e.SetPolicy(Policy{Window: -1}); !errors.Is(err, ErrConfig) {
 		t.Errorf("negative window: %v", err)
 	}
-	if a.e.Policy().Packets != 3 {
+	if a.e.Policy().InitiateAfterNotices != 3 {
 		t.Error("rejected SetPolicy changed the policy")
 	}
 }

@@ -313,7 +313,7 @@ func TestSimEFailedAfterSilence(t *testing.T) {
 
 func TestSimInitiationPolicy(t *testing.T) {
 	net, a, _, sa, sb, _ := twoSites(t, 12, 1, Timers{})
-	a.e.pol = Policy{Packets: 3, After: 2 * time.Second}.withDefaults()
+	a.e.pol = Policy{InitiateAfterNotices: 3, InitiateAfter: 2 * time.Second}.withDefaults()
 	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
 	a.apply(a.e.HandleTraffic(net.now, ua, ub))
 	a.apply(a.e.HandleTraffic(net.now, ua, ub))

@@ -37,7 +37,7 @@ func (e *Engine) traffic(local, peer netip.Addr) {
 	}
 	p.last = n
 	p.packets++
-	if p.packets >= e.pol.Packets || (e.pol.After > 0 && n-p.first >= nanotime(e.pol.After)) {
+	if p.packets >= e.pol.InitiateAfterNotices || (e.pol.InitiateAfter > 0 && n-p.first >= nanotime(e.pol.InitiateAfter)) {
 		delete(e.pending, k)
 		e.initiate(local, peer)
 		return

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/shim6gw/shim6gw/hba"
 	"github.com/shim6gw/shim6gw/shim6"
@@ -71,19 +70,23 @@ const (
 
 // Config is a decoded and validated configuration file.
 type Config struct {
-	LAN     LANConfig
-	Uplinks []UplinkConfig
-	HBA     HBAConfig
-	TUN     TUNConfig
-	Admin   AdminConfig
-	Timers  Timers
-	Policy  PolicyConfig
-	Limits  LimitsConfig
-	Log     LogConfig
-	Rules   RulesConfig
+	LAN     LANConfig      `yaml:"lan"`
+	Uplinks []UplinkConfig `yaml:"uplinks"`
+	HBA     HBAConfig      `yaml:"hba"`
+	TUN     TUNConfig      `yaml:"tun"`
+	Admin   AdminConfig    `yaml:"admin"`
+	// Timers are the protocol timers (RFC 5533 §14, RFC 5534 §4.1, §4.3,
+	// §7); a key left out keeps the RFC value (shim6.DefaultTimers).
+	Timers shim6.Timers `yaml:"timers"`
+	// Policy decides when traffic for a ULID pair starts a context
+	// (deferred establishment, RFC 5533 §1.1).
+	Policy shim6.Policy `yaml:"policy"`
+	Limits LimitsConfig `yaml:"limits"`
+	Log    LogConfig    `yaml:"log"`
+	Rules  RulesConfig  `yaml:"rules"`
 
 	// Path is the file the configuration was read from ("" for bytes).
-	Path string
+	Path string `yaml:"-"`
 
 	// lines maps key paths to the line they were written on, so that a
 	// later system check can name the line too.
@@ -92,155 +95,92 @@ type Config struct {
 
 // LANConfig is the site's LAN side.
 type LANConfig struct {
-	Interface string // lan.interface (required)
+	Interface string `yaml:"interface"` // lan.interface (required)
 }
 
 // UplinkConfig is one provider uplink (design.md §1).
 type UplinkConfig struct {
 	// Name is a short label (metrics label value, route table comment).
-	Name      string
-	Interface string       // the kernel interface towards the ISP
-	Prefix    netip.Prefix // P_X, the provider-assigned prefix (≤ /64)
-	LANPrefix netip.Prefix // the site's LAN /64 under Prefix
+	Name      string       `yaml:"name"`
+	Interface string       `yaml:"interface"`  // the kernel interface towards the ISP
+	Prefix    netip.Prefix `yaml:"prefix"`     // P_X, the provider-assigned prefix (≤ /64)
+	LANPrefix netip.Prefix `yaml:"lan_prefix"` // the site's LAN /64 under Prefix
 	// Gateway is the ISP router (usually link-local); invalid (zero) means a
 	// point-to-point uplink: "default dev <interface>".
-	Gateway netip.Addr
-	MTU     int
+	Gateway netip.Addr `yaml:"gateway"`
+	MTU     int        `yaml:"mtu"`
 	// AcceptRA sets accept_ra=2 on the interface while the gateway runs, so
 	// it keeps learning addresses and routes from RAs with forwarding on.
-	AcceptRA bool
+	AcceptRA bool `yaml:"accept_ra"`
 	// RequireDefaultRoute makes the uplink count as down while no ::/0
 	// route (other than the gateway's own) points out of the interface,
 	// e.g. when the ISP's RA router lifetime runs out.
-	RequireDefaultRoute bool
+	RequireDefaultRoute bool `yaml:"require_default_route"`
 	// Withdrawn takes the uplink's locators out of the hosts' locator
 	// lists (an Update Request to every peer, RFC 5533 §10.1) and out of
 	// path choice, as if the uplink were down; for leaving or draining a
 	// provider without a restart. Its LAN /64 stays in the HBA book.
-	Withdrawn bool
+	Withdrawn bool `yaml:"withdrawn"`
 }
 
 // HBAConfig holds the parameters of the HBA address book (RFC 5535).
 type HBAConfig struct {
-	SecretFile string // path as written (relative to the config file)
-	Hosts      int    // number of book entries
-	Sec        int    // CGA Sec parameter, 0..7 (RFC 3972 §2)
+	SecretFile string `yaml:"secret_file"` // path as written (relative to the config file)
+	Hosts      int    `yaml:"hosts"`       // number of book entries
+	Sec        int    `yaml:"sec"`         // CGA Sec parameter, 0..7 (RFC 3972 §2)
 	// Secret is the content of SecretFile, read at load time.
-	Secret []byte
+	Secret []byte `yaml:"-"`
 }
 
 // TUNConfig describes the TUN device the data plane reads.
 type TUNConfig struct {
-	Name string // interface name, at most 15 bytes
+	Name string `yaml:"name"` // interface name, at most 15 bytes
 	// Backend: "offload" (GSO pass-through, the default), "wireguard"
 	// (wireguard-go's TUN, GSO/GRO offloads) or "water" (multi-queue).
-	Backend    string
-	Queues     int // > 1 only with backend water
-	MTU        int
-	TxQueueLen int // the kernel's transmit queue of the TUN, in packets
+	Backend    string `yaml:"backend"`
+	Queues     int    `yaml:"queues"` // > 1 only with backend water
+	MTU        int    `yaml:"mtu"`
+	TxQueueLen int    `yaml:"txqueuelen"` // the kernel's transmit queue of the TUN, in packets
 }
 
 // AdminConfig is the admin HTTP listener.
 type AdminConfig struct {
-	Listen string // host:port
+	Listen string `yaml:"listen"` // host:port
 }
 
-// Timers are the protocol timers (RFC 5533 §14, RFC 5534 §4.1, §4.3,
-// §7). Field names and meaning match shim6.Timers one to one.
-type Timers struct {
-	I1Timeout            time.Duration
-	I1RetriesMax         int
-	I2Timeout            time.Duration
-	I2RetriesMax         int
-	I2bisTimeout         time.Duration
-	I2bisRetriesMax      int
-	ValidatorMinLifetime time.Duration
-	NoR1HolddownTime     time.Duration
-	ICMPHolddownTime     time.Duration
-	UpdateTimeout        time.Duration
-	MaxUpdateTimeout     time.Duration
-	SendTimeout          time.Duration
-	KeepaliveTimeout     time.Duration
-	InitialProbeTimeout  time.Duration
-	NumInitialProbes     int
-	MaxProbeTimeout      time.Duration
-	IdleTimeout          time.Duration
-	NonceInterval        time.Duration
-	SecretRotation       time.Duration
-}
-
-// DefaultTimers returns the RFC values: RFC 5533 §14 (I1_TIMEOUT 4 s,
-// I1_RETRIES_MAX 4, I2_TIMEOUT 4 s, I2_RETRIES_MAX 2, I2bis_TIMEOUT 4 s,
-// I2bis_RETRIES_MAX 2, VALIDATOR_MIN_LIFETIME 30 s, NO_R1_HOLDDOWN_TIME
-// 1 min, ICMP_HOLDDOWN_TIME 10 min, UPDATE_TIMEOUT 4 s, MAX_UPDATE_TIMEOUT
-// 120 s) and RFC 5534 (Send Timeout 15 s §4.1, Initial Probe Timeout 0.5 s
-// and 4 initial probes §7, Max Probe Timeout 60 s §4.3); the idle, nonce
-// and secret-rotation periods are the engine's own (RFC 5533 §9, §7.10.1).
-func DefaultTimers() Timers {
-	return Timers{
-		I1Timeout:            4 * time.Second,
-		I1RetriesMax:         4,
-		I2Timeout:            4 * time.Second,
-		I2RetriesMax:         2,
-		I2bisTimeout:         4 * time.Second,
-		I2bisRetriesMax:      2,
-		ValidatorMinLifetime: 30 * time.Second,
-		NoR1HolddownTime:     time.Minute,
-		ICMPHolddownTime:     10 * time.Minute,
-		UpdateTimeout:        4 * time.Second,
-		MaxUpdateTimeout:     120 * time.Second,
-		SendTimeout:          15 * time.Second,
-		KeepaliveTimeout:     15 * time.Second,
-		InitialProbeTimeout:  500 * time.Millisecond,
-		NumInitialProbes:     4,
-		MaxProbeTimeout:      60 * time.Second,
-		IdleTimeout:          10 * time.Minute,
-		NonceInterval:        5 * time.Second,
-		SecretRotation:       10 * time.Minute,
-	}
-}
-
-// PolicyConfig decides when traffic for a ULID pair starts a context
-// (deferred establishment, RFC 5533 §1.1); it maps to shim6.Policy.
-type PolicyConfig struct {
-	// InitiateAfterNotices is Policy.Packets: the data plane's "traffic
-	// seen" notices for the pair, which it rate-limits to one per pair
-	// per second (rewrite.Config.NoticeInterval), so 3 means traffic in
-	// three different seconds, not three packets.
-	InitiateAfterNotices int
-	InitiateAfter        time.Duration // Policy.After (0: disabled)
-	Window               time.Duration // Policy.Window
-	MaxPending           int           // Policy.MaxPending
-}
-
-// DefaultPolicy returns the engine's defaults.
-func DefaultPolicy() PolicyConfig {
-	return PolicyConfig{InitiateAfterNotices: 1, Window: 30 * time.Second, MaxPending: 65536}
-}
-
-// DefaultMaxContexts is limits.max_contexts when the file leaves it out
-// (shim6.DefaultMaxContexts: about 800 MiB of contexts).
-const DefaultMaxContexts = 1 << 20
-
-// LimitsConfig bounds the engine's state against remote exhaustion; it
-// maps to shim6.EngineConfig (LimitsConfig.Apply).
+// LimitsConfig bounds the engine's state against remote exhaustion; Apply
+// copies it into shim6.EngineConfig. Every limit is a whole number of at
+// least 1 (limitFields); a new one is a field here, its tag, a line in
+// Apply and an entry in limitFields.
 type LimitsConfig struct {
 	// MaxContexts caps the stored contexts (~800 bytes each); beyond it
-	// new contexts are refused, existing ones are never evicted.
-	MaxContexts int
+	// new contexts are refused, existing ones are never evicted. Default
+	// shim6.DefaultMaxContexts.
+	MaxContexts int `yaml:"max_contexts"`
+}
+
+// limitFields lists every limit with its key, for validation.
+func (l *LimitsConfig) limitFields() []struct {
+	key string
+	v   int
+} {
+	return []struct {
+		key string
+		v   int
+	}{{"max_contexts", l.MaxContexts}}
 }
 
 // LogConfig selects the slog handler.
 type LogConfig struct {
-	Format string // "text" or "json"
-	Level  string // "debug", "info", "warn" or "error"
+	Format string `yaml:"format"` // "text" or "json"
+	Level  string `yaml:"level"`  // "debug", "info", "warn" or "error"
 }
 
 // RulesConfig places the gateway's policy rules and tables.
 type RulesConfig struct {
-	PriorityBase int // rules use [PriorityBase, PriorityBase+PriorityRange)
-	TableBase    int // table T for the TUN, T+1 for the LAN, T+2+i for uplink i
-	Protocol     int // rtnetlink protocol of every rule and route
+	PriorityBase int `yaml:"priority_base"` // rules use [PriorityBase, PriorityBase+PriorityRange)
+	TableBase    int `yaml:"table_base"`    // table T for the TUN, T+1 for the LAN, T+2+i for uplink i
+	Protocol     int `yaml:"protocol"`      // rtnetlink protocol of every rule and route
 }
 
 // ShimTable is the routing table whose default route is the TUN.
@@ -360,36 +300,6 @@ func (c *Config) PlanReload(next *Config) (ReloadPlan, error) {
 	p.PolicyChanged = c.Policy != next.Policy
 	p.LogChanged = c.Log != next.Log
 	return p, nil
-}
-
-// Engine returns the timers as the engine takes them.
-func (t Timers) Engine() shim6.Timers {
-	return shim6.Timers{
-		I1Timeout:            t.I1Timeout,
-		I1RetriesMax:         t.I1RetriesMax,
-		I2Timeout:            t.I2Timeout,
-		I2RetriesMax:         t.I2RetriesMax,
-		I2bisTimeout:         t.I2bisTimeout,
-		I2bisRetriesMax:      t.I2bisRetriesMax,
-		ValidatorMinLifetime: t.ValidatorMinLifetime,
-		NoR1HolddownTime:     t.NoR1HolddownTime,
-		ICMPHolddownTime:     t.ICMPHolddownTime,
-		UpdateTimeout:        t.UpdateTimeout,
-		MaxUpdateTimeout:     t.MaxUpdateTimeout,
-		SendTimeout:          t.SendTimeout,
-		KeepaliveTimeout:     t.KeepaliveTimeout,
-		InitialProbeTimeout:  t.InitialProbeTimeout,
-		NumInitialProbes:     t.NumInitialProbes,
-		MaxProbeTimeout:      t.MaxProbeTimeout,
-		IdleTimeout:          t.IdleTimeout,
-		NonceInterval:        t.NonceInterval,
-		SecretRotation:       t.SecretRotation,
-	}
-}
-
-// Engine returns the initiation policy as the engine takes it.
-func (p PolicyConfig) Engine() shim6.Policy {
-	return shim6.Policy{Packets: p.InitiateAfterNotices, After: p.InitiateAfter, Window: p.Window, MaxPending: p.MaxPending}
 }
 
 // Apply sets the engine's resource limits from the configuration.

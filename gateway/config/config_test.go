@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +30,7 @@ func TestLoadConfigGood(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	timers := DefaultTimers()
+	timers := shim6.DefaultTimers()
 	timers.I1Timeout = time.Second
 	timers.SendTimeout = 3 * time.Second
 	want := &Config{
@@ -46,7 +45,7 @@ func TestLoadConfigGood(t *testing.T) {
 		TUN:    TUNConfig{Name: "shim6gw0", Backend: "offload", Queues: 1, MTU: 1500, TxQueueLen: 1000},
 		Admin:  AdminConfig{Listen: "127.0.0.1:9146"},
 		Timers: timers,
-		Policy: PolicyConfig{InitiateAfterNotices: 1, Window: 30 * time.Second, MaxPending: 65536},
+		Policy: shim6.Policy{InitiateAfterNotices: 1, Window: 30 * time.Second, MaxPending: 65536},
 		Limits: LimitsConfig{MaxContexts: 1 << 20},
 		Log:    LogConfig{Format: "text", Level: "info"},
 		Rules:  RulesConfig{PriorityBase: 15000, TableBase: 15000, Protocol: 154},
@@ -66,8 +65,14 @@ func TestLoadConfigGood(t *testing.T) {
 	}
 }
 
+// TestDefaultTimersAreRFCValues: a file without a timers section runs
+// the RFC timers.
 func TestDefaultTimersAreRFCValues(t *testing.T) {
-	d := DefaultTimers()
+	c, err := Load(writeConfig(t, strings.Replace(goodConfig, "timers:\n  i1_timeout: 1s\n  send_timeout: 3s\n", "", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Timers
 	// RFC 5533 §14 and RFC 5534 §4.1, §4.3, §7, spelled out once more.
 	checks := []struct {
 		name      string
@@ -180,6 +185,16 @@ func TestLoadConfigBad(t *testing.T) {
 			`config: line 22: rules.table_base: tables 250..261 include the kernel's 253..255`, ErrInvalid},
 		{"scalar expected", "  hosts: 16\n", "  hosts: [1, 2]\n",
 			`config: line 17: hba.hosts: expected a single value`, ErrInvalid},
+		{"bad boolean", "    mtu: 1492\n", "    mtu: 1492\n    accept_ra: maybe\n",
+			`config: line 15: uplinks[1].accept_ra: bad boolean "maybe"`, ErrInvalid},
+		{"uplinks not a list", "uplinks:\n", "uplinks: 2\nx:\n",
+			"config: line 3: uplinks: expected a list of uplinks\nconfig: line 4: unknown key \"x\"", ErrInvalid},
+		{"section not a mapping", "", "tun: offload\n",
+			`config: line 21: tun: expected a mapping`, ErrInvalid},
+		{"duration as a number", "i1_timeout: 1s", "i1_timeout: 4",
+			`config: line 19: timers.i1_timeout: bad duration "4" (want e.g. 4s, 500ms, 1m)`, ErrInvalid},
+		{"integer out of range", "hosts: 16", "hosts: 99999999999999999999",
+			`config: line 17: hba.hosts: bad integer "99999999999999999999"`, ErrInvalid},
 		{"yaml syntax", "lan:\n", "lan: [\n",
 			`config: line 2: bad YAML: did not find expected ',' or ']'`, ErrInvalid},
 	}
@@ -362,9 +377,6 @@ func TestDeployExamples(t *testing.T) {
 // limits.max_contexts reaches the engine configuration; the default is
 // the engine's own.
 func TestLimitsConfigToEngine(t *testing.T) {
-	if DefaultMaxContexts != shim6.DefaultMaxContexts {
-		t.Errorf("DefaultMaxContexts %d, engine %d", DefaultMaxContexts, shim6.DefaultMaxContexts)
-	}
 	c, err := Load(writeConfig(t, goodConfig+"limits:\n  max_contexts: 5000\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -379,47 +391,7 @@ func TestLimitsConfigToEngine(t *testing.T) {
 	}
 }
 
-// TestTimersEngineCoversEveryField fails when shim6.Timers gains a field
-// that the configuration cannot set.
-func TestTimersEngineCoversEveryField(t *testing.T) {
-	cfgT := reflect.TypeOf(Timers{})
-	engT := reflect.TypeOf(shim6.Timers{})
-	if cfgT.NumField() != engT.NumField() {
-		t.Fatalf("gateway.Timers has %d fields, shim6.Timers %d", cfgT.NumField(), engT.NumField())
-	}
-	// Distinct values per field show that each one lands in its namesake.
-	var in Timers
-	v := reflect.ValueOf(&in).Elem()
-	for i := range v.NumField() {
-		switch f := v.Field(i); f.Kind() {
-		case reflect.Int64:
-			f.SetInt(int64(i+1) * int64(time.Millisecond))
-		case reflect.Int:
-			f.SetInt(int64(i + 1))
-		}
-	}
-	out := reflect.ValueOf(in.Engine())
-	for i := range v.NumField() {
-		name := cfgT.Field(i).Name
-		got := out.FieldByName(name)
-		if !got.IsValid() {
-			t.Errorf("shim6.Timers has no field %s", name)
-			continue
-		}
-		if got.Interface() != v.Field(i).Interface() {
-			t.Errorf("%s = %v, want %v", name, got.Interface(), v.Field(i).Interface())
-		}
-	}
-	if DefaultTimers().Engine() != shim6.DefaultTimers() {
-		t.Errorf("defaults differ:\n%+v\n%+v", DefaultTimers().Engine(), shim6.DefaultTimers())
-	}
-}
-
-func TestPolicyAndUplinksEngine(t *testing.T) {
-	p := PolicyConfig{InitiateAfterNotices: 3, InitiateAfter: 2 * time.Second, Window: time.Minute, MaxPending: 9}
-	if got, want := p.Engine(), (shim6.Policy{Packets: 3, After: 2 * time.Second, Window: time.Minute, MaxPending: 9}); got != want {
-		t.Errorf("policy %+v, want %+v", got, want)
-	}
+func TestEngineUplinks(t *testing.T) {
 	c, err := Load(writeConfig(t, goodConfig))
 	if err != nil {
 		t.Fatal(err)

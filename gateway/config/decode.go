@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/shim6gw/shim6gw/hba"
+	"github.com/shim6gw/shim6gw/shim6"
 )
 
 // Load reads, decodes and validates the file at path. It reads the
@@ -51,9 +53,9 @@ func defaultConfig() *Config {
 		HBA:    HBAConfig{Hosts: DefaultHBAHosts},
 		TUN:    TUNConfig{Name: DefaultTUNName, Backend: DefaultTUNBackend, Queues: 1, MTU: DefaultTUNMTU, TxQueueLen: DefaultTxQueueLen},
 		Admin:  AdminConfig{Listen: DefaultAdminListen},
-		Timers: DefaultTimers(),
-		Policy: DefaultPolicy(),
-		Limits: LimitsConfig{MaxContexts: DefaultMaxContexts},
+		Timers: shim6.DefaultTimers(),
+		Policy: shim6.DefaultPolicy(),
+		Limits: LimitsConfig{MaxContexts: shim6.DefaultMaxContexts},
 		Log:    LogConfig{Format: "text", Level: "info"},
 		Rules:  RulesConfig{PriorityBase: DefaultPriorityBase, TableBase: DefaultTableBase, Protocol: DefaultRouteProtocol},
 		lines:  map[string]int{},
@@ -84,36 +86,173 @@ func (d *decoder) joined() error {
 	return errors.Join(errs...)
 }
 
-// fieldFunc decodes the value node of one key.
-type fieldFunc func(key string, v *yaml.Node)
-
-// mapping walks a mapping node strictly: unknown and duplicate keys are
-// errors, and every key's line is recorded under its path.
-func (d *decoder) mapping(n *yaml.Node, path string, fields map[string]fieldFunc) {
-	if n.Kind != yaml.MappingNode {
-		d.fail(n.Line, path, ErrInvalid, "%s: expected a mapping", display(path))
+// decode reads b into d.cfg: yaml.v3 parses it into a node tree, one pass
+// over the tree (check) records every key's line and reports unknown and
+// duplicate keys and malformed values by key path, and then yaml.v3
+// decodes it into the tagged structs.
+func (d *decoder) decode(b []byte) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		line, msg := yamlErrorLine(err.Error())
+		d.fail(line, "", ErrInvalid, "bad YAML: %s", msg)
 		return
 	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		key := join(path, k.Value)
-		f, ok := fields[k.Value]
-		if !ok {
-			d.fail(k.Line, key, ErrUnknownKey, "unknown key %q", key)
-			continue
-		}
-		if seen[k.Value] {
-			d.fail(k.Line, key, ErrInvalid, "duplicate key %q", key)
-			continue
-		}
-		seen[k.Value] = true
-		d.cfg.lines[key] = k.Line
-		if v.Kind == yaml.AliasNode {
-			v = v.Alias
-		}
-		f(key, v)
+	if len(doc.Content) == 0 || len(bytes.TrimSpace(b)) == 0 {
+		d.fail(1, "", ErrInvalid, "empty configuration")
+		return
 	}
+	root := doc.Content[0]
+	d.cfg.lines[""] = root.Line
+	d.check(root, "", reflect.TypeFor[Config]())
+	if len(d.errs) > 0 {
+		return
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(d.cfg); err != nil {
+		// check lets through nothing yaml.v3 rejects; keep its words.
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			te = &yaml.TypeError{Errors: []string{err.Error()}}
+		}
+		for _, e := range te.Errors {
+			line, msg := yamlErrorLine(e)
+			d.fail(line, "", ErrInvalid, "bad YAML: %s", msg)
+		}
+		return
+	}
+	for i := range d.cfg.Uplinks {
+		if d.cfg.Line(fmt.Sprintf("uplinks[%d].mtu", i)) == 0 {
+			d.cfg.Uplinks[i].MTU = DefaultUplinkMTU
+		}
+	}
+}
+
+// yamlErrorLine splits "yaml: line N: msg" (or "line N: msg") into N and
+// msg; N is 0 when the message names no line.
+func yamlErrorLine(s string) (int, string) {
+	s = strings.TrimPrefix(s, "yaml: ")
+	var line int
+	if _, err := fmt.Sscanf(s, "line %d:", &line); err == nil {
+		_, s, _ = strings.Cut(s, ": ")
+	}
+	return line, s
+}
+
+// leafChecks validate one scalar value per Go type and return the
+// problem ("" if none). Each first asks yaml.v3 to decode the node into
+// that type, so check accepts exactly what Decode will.
+var leafChecks = map[reflect.Type]func(n *yaml.Node) string{
+	reflect.TypeFor[string](): func(n *yaml.Node) string { return "" },
+	reflect.TypeFor[int](): func(n *yaml.Node) string {
+		var v int32
+		if n.Decode(&v) != nil {
+			return fmt.Sprintf("bad integer %q", n.Value)
+		}
+		return ""
+	},
+	reflect.TypeFor[bool](): func(n *yaml.Node) string {
+		var v bool
+		if n.Decode(&v) != nil {
+			return fmt.Sprintf("bad boolean %q", n.Value)
+		}
+		return ""
+	},
+	reflect.TypeFor[time.Duration](): func(n *yaml.Node) string {
+		var v time.Duration
+		if n.Decode(&v) != nil {
+			return fmt.Sprintf("bad duration %q (want e.g. 4s, 500ms, 1m)", n.Value)
+		}
+		return ""
+	},
+	reflect.TypeFor[netip.Prefix](): func(n *yaml.Node) string {
+		var p netip.Prefix
+		switch err := n.Decode(&p); {
+		case err != nil:
+			return fmt.Sprintf("bad prefix %q", n.Value)
+		case !p.Addr().Is6() || p.Addr().Is4In6():
+			return fmt.Sprintf("%s is not an IPv6 prefix", n.Value)
+		case p.Masked() != p:
+			return fmt.Sprintf("%s has bits set after the prefix length (did you mean %s?)", n.Value, p.Masked())
+		}
+		return ""
+	},
+	reflect.TypeFor[netip.Addr](): func(n *yaml.Node) string {
+		var a netip.Addr
+		switch err := n.Decode(&a); {
+		case err != nil:
+			return fmt.Sprintf("bad address %q", n.Value)
+		case !a.Is6() || a.Is4In6():
+			return fmt.Sprintf("%s is not an IPv6 address", n.Value)
+		case !a.IsGlobalUnicast() && !a.IsLinkLocalUnicast():
+			return fmt.Sprintf("%s is not a unicast address", n.Value)
+		}
+		return ""
+	},
+}
+
+// check walks node n, the value of key path, against Go type t (a struct
+// with yaml tags, a slice of them, or a leaf of leafChecks). It records
+// the line of every key and reports what Decode would reject, naming the
+// key path. The walk follows t, so it ends however the aliases nest.
+func (d *decoder) check(n *yaml.Node, path string, t reflect.Type) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if leaf, ok := leafChecks[t]; ok {
+		if n.Kind != yaml.ScalarNode {
+			d.bad(path, "expected a single value")
+		} else if msg := leaf(n); msg != "" {
+			d.bad(path, "%s", msg)
+		}
+		return
+	}
+	switch t.Kind() {
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			d.bad(path, "expected a list of %s", path[strings.LastIndex(path, ".")+1:])
+			return
+		}
+		for i, item := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			d.cfg.lines[p] = item.Line
+			d.check(item, p, t.Elem())
+		}
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			d.fail(n.Line, path, ErrInvalid, "%s: expected a mapping", display(path))
+			return
+		}
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			key := join(path, k.Value)
+			f, ok := fieldByTag(t, k.Value)
+			switch {
+			case !ok:
+				d.fail(k.Line, key, ErrUnknownKey, "unknown key %q", key)
+			case seen[k.Value]:
+				d.fail(k.Line, key, ErrInvalid, "duplicate key %q", key)
+			default:
+				seen[k.Value] = true
+				d.cfg.lines[key] = k.Line
+				d.check(v, key, f.Type)
+			}
+		}
+	default:
+		panic("config: no check for " + t.String())
+	}
+}
+
+// fieldByTag finds the field of struct type t whose yaml tag is name.
+func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); f.IsExported() && tag == name && tag != "" && tag != "-" {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 func join(path, key string) string {
@@ -128,230 +267,6 @@ func display(path string) string {
 		return "document"
 	}
 	return path
-}
-
-// scalar returns the text of a scalar node, or records an error.
-func (d *decoder) scalar(key string, v *yaml.Node) (string, bool) {
-	if v.Kind != yaml.ScalarNode {
-		d.bad(key, "expected a single value")
-		return "", false
-	}
-	return v.Value, true
-}
-
-func (d *decoder) str(p *string) fieldFunc {
-	return func(key string, v *yaml.Node) {
-		if s, ok := d.scalar(key, v); ok {
-			*p = s
-		}
-	}
-}
-
-func (d *decoder) integer(p *int) fieldFunc {
-	return func(key string, v *yaml.Node) {
-		s, ok := d.scalar(key, v)
-		if !ok {
-			return
-		}
-		n, err := strconv.ParseInt(s, 0, 64)
-		if err != nil || n > 1<<31-1 || n < -(1<<31) {
-			d.bad(key, "bad integer %q", s)
-			return
-		}
-		*p = int(n)
-	}
-}
-
-func (d *decoder) boolean(p *bool) fieldFunc {
-	return func(key string, v *yaml.Node) {
-		s, ok := d.scalar(key, v)
-		if !ok {
-			return
-		}
-		switch s {
-		case "true", "yes", "on":
-			*p = true
-		case "false", "no", "off":
-			*p = false
-		default:
-			d.bad(key, "bad boolean %q", s)
-		}
-	}
-}
-
-func (d *decoder) duration(p *time.Duration) fieldFunc {
-	return func(key string, v *yaml.Node) {
-		s, ok := d.scalar(key, v)
-		if !ok {
-			return
-		}
-		dur, err := time.ParseDuration(s)
-		if err != nil {
-			d.bad(key, "bad duration %q (want e.g. 4s, 500ms, 1m)", s)
-			return
-		}
-		*p = dur
-	}
-}
-
-func (d *decoder) prefix(p *netip.Prefix) fieldFunc {
-	return func(key string, v *yaml.Node) {
-		s, ok := d.scalar(key, v)
-		if !ok {
-			return
-		}
-		pf, err := netip.ParsePrefix(s)
-		switch {
-		case err != nil:
-			d.bad(key, "bad prefix %q", s)
-		case !pf.Addr().Is6() || pf.Addr().Is4In6():
-			d.bad(key, "%s is not an IPv6 prefix", s)
-		case pf.Masked() != pf:
-			d.bad(key, "%s has bits set after the prefix length (did you mean %s?)", s, pf.Masked())
-		default:
-			*p = pf
-		}
-	}
-}
-
-func (d *decoder) addr(p *netip.Addr) fieldFunc {
-	return func(key string, v *yaml.Node) {
-		s, ok := d.scalar(key, v)
-		if !ok {
-			return
-		}
-		a, err := netip.ParseAddr(s)
-		switch {
-		case err != nil:
-			d.bad(key, "bad address %q", s)
-		case !a.Is6() || a.Is4In6():
-			d.bad(key, "%s is not an IPv6 address", s)
-		case !a.IsGlobalUnicast() && !a.IsLinkLocalUnicast():
-			d.bad(key, "%s is not a unicast address", s)
-		default:
-			*p = a
-		}
-	}
-}
-
-func (d *decoder) decode(b []byte) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		line := 0
-		if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-			line, _ = strconv.Atoi(m[1])
-		}
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		msg = yamlLineRE.ReplaceAllString(msg, "")
-		d.fail(line, "", ErrInvalid, "bad YAML: %s", msg)
-		return
-	}
-	if len(doc.Content) == 0 || len(bytes.TrimSpace(b)) == 0 {
-		d.fail(1, "", ErrInvalid, "empty configuration")
-		return
-	}
-	root := doc.Content[0]
-	c := d.cfg
-	d.mapping(root, "", map[string]fieldFunc{
-		"lan": func(key string, v *yaml.Node) {
-			d.mapping(v, key, map[string]fieldFunc{"interface": d.str(&c.LAN.Interface)})
-		},
-		"uplinks": d.uplinks,
-		"hba": func(key string, v *yaml.Node) {
-			d.mapping(v, key, map[string]fieldFunc{
-				"secret_file": d.str(&c.HBA.SecretFile),
-				"hosts":       d.integer(&c.HBA.Hosts),
-				"sec":         d.integer(&c.HBA.Sec),
-			})
-		},
-		"tun": func(key string, v *yaml.Node) {
-			d.mapping(v, key, map[string]fieldFunc{
-				"name":       d.str(&c.TUN.Name),
-				"backend":    d.str(&c.TUN.Backend),
-				"queues":     d.integer(&c.TUN.Queues),
-				"mtu":        d.integer(&c.TUN.MTU),
-				"txqueuelen": d.integer(&c.TUN.TxQueueLen),
-			})
-		},
-		"admin": func(key string, v *yaml.Node) {
-			d.mapping(v, key, map[string]fieldFunc{"listen": d.str(&c.Admin.Listen)})
-		},
-		"timers": func(key string, v *yaml.Node) { d.mapping(v, key, d.timerFields(&c.Timers)) },
-		"policy": func(key string, v *yaml.Node) {
-			d.mapping(v, key, map[string]fieldFunc{
-				"initiate_after_notices": d.integer(&c.Policy.InitiateAfterNotices),
-				"initiate_after":         d.duration(&c.Policy.InitiateAfter),
-				"window":                 d.duration(&c.Policy.Window),
-				"max_pending":            d.integer(&c.Policy.MaxPending),
-			})
-		},
-		"limits": func(key string, v *yaml.Node) {
-			d.mapping(v, key, map[string]fieldFunc{"max_contexts": d.integer(&c.Limits.MaxContexts)})
-		},
-		"log": func(key string, v *yaml.Node) {
-			d.mapping(v, key, map[string]fieldFunc{"format": d.str(&c.Log.Format), "level": d.str(&c.Log.Level)})
-		},
-		"rules": func(key string, v *yaml.Node) {
-			d.mapping(v, key, map[string]fieldFunc{
-				"priority_base": d.integer(&c.Rules.PriorityBase),
-				"table_base":    d.integer(&c.Rules.TableBase),
-				"protocol":      d.integer(&c.Rules.Protocol),
-			})
-		},
-	})
-	d.cfg.lines[""] = root.Line
-}
-
-var yamlLineRE = regexp.MustCompile(`line (\d+): `)
-
-// timerFields names every timer; the keys are the RFC constant names in
-// snake case (RFC 5533 §14, RFC 5534).
-func (d *decoder) timerFields(t *Timers) map[string]fieldFunc {
-	return map[string]fieldFunc{
-		"i1_timeout":             d.duration(&t.I1Timeout),
-		"i1_retries_max":         d.integer(&t.I1RetriesMax),
-		"i2_timeout":             d.duration(&t.I2Timeout),
-		"i2_retries_max":         d.integer(&t.I2RetriesMax),
-		"i2bis_timeout":          d.duration(&t.I2bisTimeout),
-		"i2bis_retries_max":      d.integer(&t.I2bisRetriesMax),
-		"validator_min_lifetime": d.duration(&t.ValidatorMinLifetime),
-		"no_r1_holddown_time":    d.duration(&t.NoR1HolddownTime),
-		"icmp_holddown_time":     d.duration(&t.ICMPHolddownTime),
-		"update_timeout":         d.duration(&t.UpdateTimeout),
-		"max_update_timeout":     d.duration(&t.MaxUpdateTimeout),
-		"send_timeout":           d.duration(&t.SendTimeout),
-		"keepalive_timeout":      d.duration(&t.KeepaliveTimeout),
-		"initial_probe_timeout":  d.duration(&t.InitialProbeTimeout),
-		"num_initial_probes":     d.integer(&t.NumInitialProbes),
-		"max_probe_timeout":      d.duration(&t.MaxProbeTimeout),
-		"idle_timeout":           d.duration(&t.IdleTimeout),
-		"nonce_interval":         d.duration(&t.NonceInterval),
-		"secret_rotation":        d.duration(&t.SecretRotation),
-	}
-}
-
-func (d *decoder) uplinks(key string, v *yaml.Node) {
-	if v.Kind != yaml.SequenceNode {
-		d.bad(key, "expected a list of uplinks")
-		return
-	}
-	for i, item := range v.Content {
-		path := fmt.Sprintf("%s[%d]", key, i)
-		d.cfg.lines[path] = item.Line
-		u := UplinkConfig{MTU: DefaultUplinkMTU}
-		d.mapping(item, path, map[string]fieldFunc{
-			"name":                  d.str(&u.Name),
-			"interface":             d.str(&u.Interface),
-			"prefix":                d.prefix(&u.Prefix),
-			"lan_prefix":            d.prefix(&u.LANPrefix),
-			"gateway":               d.addr(&u.Gateway),
-			"mtu":                   d.integer(&u.MTU),
-			"accept_ra":             d.boolean(&u.AcceptRA),
-			"require_default_route": d.boolean(&u.RequireDefaultRoute),
-			"withdrawn":             d.boolean(&u.Withdrawn),
-		})
-		d.cfg.Uplinks = append(d.cfg.Uplinks, u)
-	}
 }
 
 var (
@@ -425,8 +340,10 @@ func (d *decoder) validate() {
 	if p.MaxPending < 1 {
 		d.bad("policy.max_pending", "must be at least 1")
 	}
-	if c.Limits.MaxContexts < 1 {
-		d.bad("limits.max_contexts", "must be at least 1")
+	for _, l := range c.Limits.limitFields() {
+		if l.v < 1 {
+			d.bad("limits."+l.key, "must be at least 1")
+		}
 	}
 	switch c.Log.Format {
 	case "text", "json":
