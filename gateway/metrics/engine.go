@@ -1,59 +1,41 @@
 package metrics
 
 import (
+	"strings"
+	"unicode"
+
 	"github.com/shim6gw/shim6gw/shim6"
 )
 
 // This file converts the engine's types (package shim6) into the metrics
 // and /debug/contexts views, so the control loop only moves values.
 
-// StateLabel returns the ContextStateLabels value of an engine state
-// ("idle" for IDLE, which the engine does not store).
-func StateLabel(s shim6.State) string {
-	switch s {
-	case shim6.StateI1Sent:
-		return "i1_sent"
-	case shim6.StateI2Sent:
-		return "i2_sent"
-	case shim6.StateI2bisSent:
-		return "i2bis_sent"
-	case shim6.StateEstablished:
-		return "established"
-	case shim6.StateEFailed:
-		return "e_failed"
-	case shim6.StateNoSupport:
-		return "no_support"
-	}
-	return "idle"
-}
+// StateLabel returns the ContextStateLabels value of an engine state:
+// its RFC name in snake case ("idle" for IDLE, which is not stored).
+func StateLabel(s shim6.State) string { return snake(s.String()) }
 
 // TypeLabel returns the MessageTypeLabels value of a control message type.
 func TypeLabel(t shim6.Type) string {
-	switch t {
-	case shim6.TypeI1:
-		return "i1"
-	case shim6.TypeR1:
-		return "r1"
-	case shim6.TypeI2:
-		return "i2"
-	case shim6.TypeR2:
-		return "r2"
-	case shim6.TypeR1bis:
-		return "r1bis"
-	case shim6.TypeI2bis:
-		return "i2bis"
-	case shim6.TypeUpdateRequest:
-		return "update_request"
-	case shim6.TypeUpdateAck:
-		return "update_ack"
-	case shim6.TypeKeepalive:
-		return "keepalive"
-	case shim6.TypeProbe:
-		return "probe"
-	case shim6.TypeError:
-		return "error"
+	if !t.Known() {
+		return "unknown"
 	}
-	return "unknown"
+	return snake(t.String())
+}
+
+// snake turns "I2BIS-SENT" into "i2bis_sent" and "UpdateRequest" into
+// "update_request".
+func snake(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == '-':
+			r = '_'
+		case unicode.IsUpper(r) && i > 0 && unicode.IsLower(rune(s[i-1])):
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
 }
 
 // ContextInfoFrom converts the engine's description of a context.

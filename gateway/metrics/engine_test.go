@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"net/netip"
-	"slices"
 	"testing"
 	"time"
 
@@ -10,24 +9,6 @@ import (
 
 	"github.com/shim6gw/shim6gw/shim6"
 )
-
-func TestLabelsAreInVocabulary(t *testing.T) {
-	for s := shim6.StateI1Sent; s <= shim6.StateNoSupport; s++ {
-		if !slices.Contains(ContextStateLabels, StateLabel(s)) {
-			t.Errorf("state %v → %q not in ContextStateLabels", s, StateLabel(s))
-		}
-	}
-	for ty := range shim6.Type(128) {
-		if l := TypeLabel(ty); !slices.Contains(MessageTypeLabels, l) || (ty.Known() && l == "unknown") {
-			t.Errorf("type %d → %q", ty, l)
-		}
-	}
-	for d := range shim6.NumDropReasons {
-		if !slices.Contains(ControlDropLabels, d.String()) {
-			t.Errorf("drop reason %q not in ControlDropLabels", d.String())
-		}
-	}
-}
 
 func TestControlStatsFrom(t *testing.T) {
 	var s shim6.Stats

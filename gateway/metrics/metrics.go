@@ -11,36 +11,66 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shim6gw/shim6gw/gateway/plumbing"
+	"github.com/shim6gw/shim6gw/rewrite"
+	"github.com/shim6gw/shim6gw/shim6"
 )
 
-// Closed label vocabularies. A source may only use these values; anything
-// else is not exported (ULIDs, locators and tags never become labels).
+// Closed label vocabularies, derived from the enums of packages shim6 and
+// rewrite. A source may only use these values; anything else is not
+// exported (ULIDs, locators and tags never become labels).
 var (
 	// ContextStateLabels are RFC 5533 §6.2 states (IDLE is not stored).
-	ContextStateLabels = []string{"i1_sent", "i2_sent", "i2bis_sent", "established", "e_failed", "no_support"}
+	ContextStateLabels = stateLabels()
 	// EstablishmentResultLabels: how a context establishment ended.
 	EstablishmentResultLabels = []string{"established", "failed", "no_support", "recovered"}
 	// MessageTypeLabels are the control message types (RFC 5533 §5.3
 	// Table 1, RFC 5534 §5) plus "unknown".
-	MessageTypeLabels = []string{"i1", "r1", "i2", "r2", "r1bis", "i2bis", "update_request", "update_ack",
-		"keepalive", "probe", "error", "unknown"}
+	MessageTypeLabels = typeLabels()
 	// MessageDirectionLabels: control messages received or sent.
 	MessageDirectionLabels = []string{"rx", "tx"}
 	// ControlDropLabels are the engine's reasons to ignore a control
-	// message (shim6.DropReason names).
-	ControlDropLabels = []string{"malformed", "unknown_type", "critical_option", "no_context", "bad_validator",
-		"stale_nonce", "verify_failed", "wrong_state", "bad_locator", "rate_limited", "bad_address", "bad_preferences",
-		"too_long", "bad_validator_len", "context_limit"}
-	// PacketDirectionLabels are data-plane directions (rewrite.Direction).
-	PacketDirectionLabels = []string{"outbound", "inbound"}
-	// PathKindLabels are data-plane path kinds (rewrite.PathKind names).
-	PathKindLabels = []string{"passthrough", "outbound_shim", "inbound_shim", "control", "fallback_out",
-		"fallback_in", "icmp_error", "too_big"}
-	// PacketDropLabels are data-plane drop reasons (rewrite.DropReason
-	// names, without not_dropped).
-	PacketDropLabels = []string{"malformed", "no_headroom", "too_big", "unknown_tag", "locator_mismatch",
-		"bad_payload_header", "fragmented_shim"}
+	// message.
+	ControlDropLabels = enumLabels(shim6.NumDropReasons, func(d shim6.DropReason) bool { return true })
+	// PacketDirectionLabels are data-plane directions.
+	PacketDirectionLabels = enumLabels(rewrite.NumDirections, func(rewrite.Direction) bool { return true })
+	// PathKindLabels are data-plane path kinds; dropped packets are
+	// counted by reason instead.
+	PathKindLabels = enumLabels(rewrite.NumPathKinds, func(k rewrite.PathKind) bool { return k != rewrite.PathDropped })
+	// PacketDropLabels are data-plane drop reasons.
+	PacketDropLabels = enumLabels(rewrite.NumDropReasons, func(r rewrite.DropReason) bool { return r != rewrite.NotDropped })
 )
+
+// enumLabels returns the String of every value below n that keep accepts.
+func enumLabels[E interface {
+	~uint8 | ~int
+	String() string
+}](n E, keep func(E) bool) []string {
+	var out []string
+	for e := E(0); e < n; e++ {
+		if keep(e) {
+			out = append(out, e.String())
+		}
+	}
+	return out
+}
+
+func stateLabels() []string {
+	var out []string
+	for s := shim6.StateI1Sent; s <= shim6.StateNoSupport; s++ {
+		out = append(out, StateLabel(s))
+	}
+	return out
+}
+
+func typeLabels() []string {
+	var out []string
+	for t := range shim6.Type(128) {
+		if t.Known() {
+			out = append(out, TypeLabel(t))
+		}
+	}
+	return append(out, "unknown")
+}
 
 // MessageKey labels a control message counter.
 type MessageKey struct{ Type, Direction string }
