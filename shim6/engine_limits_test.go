@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// Tests for the resource limits added after the RFC review: each failed
-// before the fix it names.
+// Tests for the engine's resource limits: what a remote sender can make
+// it store or send is bounded.
 
 // An Error message is never answered with an Error (RFC 5533 §5.14: "The
 // Error message is unacknowledged"; cf. RFC 4443 §2.4(e)), so two

@@ -43,7 +43,7 @@ var _ Device = (*Water)(nil)
 // OpenWater creates the TUN device name in the calling thread's network
 // namespace and returns one Device per queue. Without multiQueue, queues
 // must be 1. Closing every returned Device removes the interface. The MTU
-// is the kernel default (1500) unless set with SetMTU.
+// is the kernel default (1500) until the plumbing sets it.
 func OpenWater(name string, multiQueue bool, queues int) ([]*Water, error) {
 	if queues < 1 || (!multiQueue && queues != 1) {
 		return nil, fmt.Errorf("%w: %d queues, multiQueue %v", ErrBadConfig, queues, multiQueue)
@@ -149,8 +149,6 @@ func (w *Water) Name() (string, error) { return w.name, nil }
 // MTU implements Device.
 func (w *Water) MTU() (int, error) { return w.ctl.mtu() }
 
-// SetMTU sets the interface MTU.
-func (w *Water) SetMTU(mtu int) error { return w.ctl.setMTU(mtu) }
 
 // Close implements Device.
 func (w *Water) Close() error {

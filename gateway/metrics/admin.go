@@ -41,7 +41,7 @@ type Admin struct {
 	mux  *http.ServeMux
 }
 
-// NewAdmin returns the admin server; Serve or ListenAndServe starts it.
+// NewAdmin returns the admin server; Serve starts it.
 func NewAdmin(opts AdminOptions) *Admin {
 	if opts.Listen == "" {
 		opts.Listen = config.DefaultAdminListen
@@ -62,15 +62,6 @@ func NewAdmin(opts AdminOptions) *Admin {
 
 // Handler returns the admin routes (for tests and embedding).
 func (a *Admin) Handler() http.Handler { return a.mux }
-
-// ListenAndServe listens on opts.Listen and serves until ctx ends.
-func (a *Admin) ListenAndServe(ctx context.Context) error {
-	ln, err := net.Listen("tcp", a.opts.Listen)
-	if err != nil {
-		return fmt.Errorf("gateway: admin listener: %w", err)
-	}
-	return a.Serve(ctx, ln)
-}
 
 // Serve serves on ln until ctx ends, then shuts down within 5 s. It
 // returns nil after a clean shutdown.

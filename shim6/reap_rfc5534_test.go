@@ -5,15 +5,16 @@ import (
 	"time"
 )
 
-// REAP tests written during the independent RFC review; each failed before
-// its fix.
+// Corner cases of the REAP state machine (RFC 5534 §6): when the Send
+// timer starts, what a Probe in Operational does, and how an exploration
+// of an idle context ends.
 
 // RFC 5534 §6.5: a Probe retransmission in InboundOk STARTS the Send timer
 // only if it is not running; §6.4: its expiry moves InboundOk to Exploring.
 // A context that hears the peer's Probe(Exploring) but then nothing more
 // must explore again one Send Timeout later, not keep restarting the timer
 // with every retransmission.
-func TestReviewInboundOkSendTimerNotRestartedByRetransmission(t *testing.T) {
+func TestInboundOkSendTimerNotRestartedByRetransmission(t *testing.T) {
 	p, _ := newRawPeer(t, nil)
 	rnonce, v := p.i1r1(0)
 	tag := R2(p.only(p.send(p.ulid, p.i2(rnonce, v, 0)), TypeR2)).ResponderTag()
@@ -57,7 +58,7 @@ func TestReviewInboundOkSendTimerNotRestartedByRetransmission(t *testing.T) {
 // that sent it restarted its Send timer (§6.8), so without payload from
 // us it needs Keepalives, or it explores again one Send Timeout later
 // although both directions work.
-func TestReviewProbeOperationalStartsKeepalive(t *testing.T) {
+func TestProbeOperationalStartsKeepalive(t *testing.T) {
 	p, _ := newRawPeer(t, nil)
 	rnonce, v := p.i1r1(0)
 	tag := R2(p.only(p.send(p.ulid, p.i2(rnonce, v, 0)), TypeR2)).ResponderTag()
@@ -111,7 +112,7 @@ func TestReviewProbeOperationalStartsKeepalive(t *testing.T) {
 // ends once; the side that sent Probe(Operational) restarted its Send
 // timer (RFC 5534 §6.8) and the other side's Keepalives (§6.9) stop it, so
 // neither explores again while the context stays idle.
-func TestReviewIdleExplorationEndsOnce(t *testing.T) {
+func TestIdleExplorationEndsOnce(t *testing.T) {
 	net, a, b, sa, sb, _ := twoSites(t, 23, 1, Timers{})
 	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
 	establish(t, net, a, b, ua, ub)

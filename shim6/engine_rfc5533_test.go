@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// Tests written during the independent RFC review of the engine: each one
-// failed before the fix it names.
+// Corner cases of RFC 5533 the engine must get right: forked contexts,
+// I2bis tags, I2 in I1-SENT, Update Request nonces, R1bis lookup and the
+// bounds on path and tag state.
 
 // tickUntil calls Tick at every deadline until an emitted packet has type
 // want, and returns that packet (at most n ticks).
@@ -47,7 +48,7 @@ func fiiOf(t *testing.T, b []byte) (uint32, bool) {
 // RFC 5533 §7.7, §7.11: a context with a non-zero FII must carry the FII
 // option in its I1 and I2 too, not only in I2bis. A forked context we
 // accepted falls back to I1 when its I2bis goes unanswered (§7.19).
-func TestReviewFIIInEveryInitiatorMessage(t *testing.T) {
+func TestFIIInEveryInitiatorMessage(t *testing.T) {
 	const fii = 7
 	p, _ := newRawPeer(t, nil)
 	p.tag = 0x4321
@@ -89,7 +90,7 @@ func TestReviewFIIInEveryInitiatorMessage(t *testing.T) {
 // Context Tag as its new CT(local). With a 2-bit tag space every tag is
 // tried as the Packet Context Tag against the same engine seed, so the
 // first tag the engine would draw is among them.
-func TestReviewI2bisFreshTag(t *testing.T) {
+func TestI2bisFreshTag(t *testing.T) {
 	peerLoc := netip.MustParseAddr("2001:db8:c1:1::5")
 	for ptag := ContextTag(1); ptag <= 3; ptag++ {
 		sb := newSite("b", 1)
@@ -127,7 +128,7 @@ func TestReviewI2bisFreshTag(t *testing.T) {
 // remote party can make the engine mark paths to arbitrarily many peer
 // prefixes (any HBA set names any prefixes), and the entries were never
 // freed once marked.
-func TestReviewPathTableBounded(t *testing.T) {
+func TestPathTableBounded(t *testing.T) {
 	p, _ := newRawPeer(t, nil)
 	const n = 3000
 	for i := range n {
@@ -154,7 +155,7 @@ func TestReviewPathTableBounded(t *testing.T) {
 // is not exploring is answered with Probe(Operational); that is no
 // exploration, so it must not be counted or reported as one (a remote
 // party could otherwise inflate the exploration metrics at will).
-func TestReviewProbeReplyIsNoExploration(t *testing.T) {
+func TestProbeReplyIsNoExploration(t *testing.T) {
 	p, _ := newRawPeer(t, nil)
 	rnonce, v := p.i1r1(0)
 	tag := R2(p.only(p.send(p.ulid, p.i2(rnonce, v, 0)), TypeR2)).ResponderTag()
@@ -193,7 +194,7 @@ func TestReviewProbeReplyIsNoExploration(t *testing.T) {
 // RFC 5533 §7.13 (I1-SENT row of App. B): a validated I2 reaching a
 // context in I1-SENT records CT(peer), answers R2 with the CT(local)
 // already announced in our I1 and establishes.
-func TestReviewI2InI1Sent(t *testing.T) {
+func TestI2InI1Sent(t *testing.T) {
 	p, _ := newRawPeer(t, nil)
 	rnonce, v := p.i1r1(0) // R1 while the engine is IDLE
 	a := p.e.Initiate(p.now, p.local, p.ulid)
@@ -232,7 +233,7 @@ func TestReviewI2InI1Sent(t *testing.T) {
 // its nonce across retransmissions, an Ack with another nonce is ignored,
 // the matching one stops the retransmissions; newer information replaces
 // the outstanding request with a new nonce.
-func TestReviewUpdateRequestNonce(t *testing.T) {
+func TestUpdateRequestNonce(t *testing.T) {
 	p, sb := newRawPeer(t, nil)
 	rnonce, v := p.i1r1(0)
 	tag := R2(p.only(p.send(p.ulid, p.i2(rnonce, v, 0)), TypeR2)).ResponderTag()
@@ -298,7 +299,7 @@ func copyOut(ps []OutPacket) []OutPacket {
 // whose CT(peer) equals the Packet Context Tag and whose locator sets hold
 // the packet's locators; anything else is silently discarded, and a
 // context already in I2BIS-SENT sends no second I2bis for another R1bis.
-func TestReviewR1bisLookup(t *testing.T) {
+func TestR1bisLookup(t *testing.T) {
 	p, _ := newRawPeer(t, nil)
 	rnonce, v := p.i1r1(0)
 	p.only(p.send(p.ulid, p.i2(rnonce, v, 0)), TypeR2)
@@ -343,7 +344,7 @@ func TestReviewR1bisLookup(t *testing.T) {
 // comes from a remote party reusing one tag with many ULIDs on purpose,
 // which made establishment quadratic (35 000 contexts: ~10 s of CPU).
 // The chain is bounded; a retransmitted I2 of a member is still answered.
-func TestReviewPeerTagChainBounded(t *testing.T) {
+func TestPeerTagChainBounded(t *testing.T) {
 	p, _ := newRawPeer(t, nil)
 	ulid := func(i int) netip.Addr { return netip.MustParseAddr(fmt.Sprintf("2001:db8:77:%x::5", i)) }
 	r2s := 0
