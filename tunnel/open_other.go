@@ -23,7 +23,6 @@ func (*WireGuard) Up() bool { return false }
 // Water is only implemented on Linux.
 type Water struct{ unsupported }
 
-
 // WaterBatch is the BatchSize of a water Device on Linux.
 const WaterBatch = 64
 

@@ -149,7 +149,6 @@ func (w *Water) Name() (string, error) { return w.name, nil }
 // MTU implements Device.
 func (w *Water) MTU() (int, error) { return w.ctl.mtu() }
 
-
 // Close implements Device.
 func (w *Water) Close() error {
 	w.closeOnce.Do(func() {
