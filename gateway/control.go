@@ -43,12 +43,12 @@ type ControllerOptions struct {
 	Rewriter rewrite.RewriterConfig
 	// ICMPSource is the gateway's own global address, the source of the
 	// ICMPv6 Packet Too Big messages it sends to LAN hosts whose packets
-	// no longer fit once the payload header is added (design.md §8).
+	// no longer fit once the payload header is added (docs/architecture.md §8).
 	// Invalid: such packets are dropped silently (counted as too_big).
 	ICMPSource netip.Addr
 }
 
-// Controller is the gateway's control plane (design.md §5): Run owns the
+// Controller is the gateway's control plane (docs/architecture.md §5): Run owns the
 // shim6.Engine on one goroutine and connects it to the data plane
 // (Dataplane over one tunnel.Pipeline per TUN queue), the uplink monitor
 // and configuration reloads. Its ControlStats, Contexts and

@@ -289,7 +289,7 @@ func TestControllerRunErrors(t *testing.T) {
 // TestControllerRestartRecovery: a gateway that restarts (or the other
 // half of an HA pair taking over) has lost its contexts; payload for one
 // of them is answered with R1bis, and the peer re-creates the context
-// with I2bis (RFC 5533 §7.17-7.20, design.md §11). The validator secret
+// with I2bis (RFC 5533 §7.17-7.20, docs/architecture.md §11). The validator secret
 // comes from the site secret, so the new process accepts it.
 func TestControllerRestartRecovery(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -43,7 +43,7 @@ type controlLoop struct {
 	seen    map[shim6.ContextTag][2]int64
 	down    map[string]bool
 	// noShim6 are peers in an E-FAILED or NO-SUPPORT hold-down, with the
-	// local ULID the engine keyed it on (design.md §7).
+	// local ULID the engine keyed it on (docs/architecture.md §7).
 	noShim6 map[netip.Addr]netip.Addr
 	lastRTT map[shim6.ContextTag]time.Duration
 
@@ -243,7 +243,7 @@ func (l *controlLoop) uplink(now time.Time, e plumbing.UplinkEvent) {
 // setDown brings the engine and the fast table to an uplink's state:
 // down while the monitor reports it down or the configuration withdraws
 // it, so a withdrawn uplink gets no new flows (path choice, the fallback
-// of design.md §7) exactly like a dead one.
+// of docs/architecture.md §7) exactly like a dead one.
 func (l *controlLoop) setDown(now time.Time, name string) {
 	down := l.linkDown[name]
 	for _, u := range l.cfg.Uplinks {
@@ -397,7 +397,7 @@ func (l *controlLoop) apply(a *shim6.Actions) {
 	for _, p := range a.Packets {
 		l.pkt = shim6.AppendIPv6Control(l.pkt[:0], p.Src, p.Dst, p.Payload)
 		l.c.opts.Capture.WritePacket(now, l.pkt)
-		// The kernel routes it out of the uplink of its source (design.md §3).
+		// The kernel routes it out of the uplink of its source (docs/architecture.md §3).
 		if err := l.pipes[0].Inject(l.pkt); err != nil {
 			if l.c.InjectErrors.Add(1) == 1 {
 				l.log.Warn("cannot write control packet to tun", "err", err)
@@ -501,7 +501,7 @@ const validatorInfo = "shim6gw responder validator v1"
 
 // ValidatorSecret derives the engine's responder-validator secret (RFC
 // 5533 §7.10) from the HBA site secret, so that the two gateways of an HA
-// pair accept each other's R1 and R1bis (design.md §11) without using the
+// pair accept each other's R1 and R1bis (docs/architecture.md §11) without using the
 // HBA secret itself as a MAC key.
 func ValidatorSecret(siteSecret []byte) ([]byte, error) {
 	k, err := hkdf.Key(sha256.New, siteSecret, nil, validatorInfo, 32)
@@ -515,11 +515,11 @@ func ValidatorSecret(siteSecret []byte) ([]byte, error) {
 type site struct {
 	book  *hba.Book
 	hosts []shim6.LocalHost
-	// fallback maps every host's ULID to its other locators (design.md §7).
+	// fallback maps every host's ULID to its other locators (docs/architecture.md §7).
 	fallback []rewrite.FallbackEntry
 }
 
-// newSite derives the HBA book of cfg (RFC 5535 §6, design.md §2): entry
+// newSite derives the HBA book of cfg (RFC 5535 §6, docs/architecture.md §2): entry
 // i's address under the first LAN prefix is its ULID, and its addresses
 // under every LAN prefix are its locators, verified by HBA.
 func newSite(cfg *config.Config) (*site, error) {
@@ -604,7 +604,7 @@ func (l *controlLoop) tableConfig() rewrite.Config {
 	return rc
 }
 
-// publishTable rebuilds and publishes the fast table (design.md §6).
+// publishTable rebuilds and publishes the fast table (docs/architecture.md §6).
 func (l *controlLoop) publishTable() {
 	l.tableDirty, l.dirtySince = false, time.Time{}
 	t, err := rewrite.NewTable(l.tableConfig())

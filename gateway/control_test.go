@@ -397,7 +397,7 @@ func TestControllerHandshakeFailover(t *testing.T) {
 			t.Errorf("reply not shimmed towards %v", h1.Addresses[1])
 		}
 		// A packet that fits the uplink MTU only without the payload
-		// header is answered with a Packet Too Big (design.md §8).
+		// header is answered with a Packet Too Big (docs/architecture.md §8).
 		big := udpPacket(h1.ULID(), h2.ULID(), string(make([]byte, 1500-48)))
 		gw1.dev.Inbound <- big
 		select {

@@ -30,7 +30,7 @@ func (c clock) at(ns int64) time.Time {
 	return c.base.Add(time.Duration(ns))
 }
 
-// Dataplane is the tunnel.Processor of the gateway (design.md §3, §6): it
+// Dataplane is the tunnel.Processor of the gateway (docs/architecture.md §3, §6): it
 // runs every packet of a batch through the Rewriter, in place, and turns
 // the verdicts into the pipeline's. Control messages are diverted to the
 // control loop by the pipeline's DivertQueue; the Rewriter's notices go

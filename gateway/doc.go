@@ -1,40 +1,13 @@
-// Package gateway wires shim6gw together on a Linux box: the YAML
-// configuration (config.go), the netlink plumbing that steers site traffic
-// through the TUN (plumb.go, netlink.go; design.md §3), the uplink monitor
-// that turns netlink link, address and route events into "uplink up/down"
-// (monitor.go), the Prometheus metrics (metrics.go) and the admin HTTP
-// server with /metrics, /healthz, /readyz and /debug/contexts (admin.go).
+// Package gateway is the shim6gw daemon: RunDaemon checks the system,
+// installs the plumbing (package plumbing), opens the TUN, starts the
+// uplink monitor, the admin server (package metrics) and the control
+// loop, and serves signals; SIGHUP reloads the configuration (package
+// config).
 //
-// The protocol engine (package shim6), the data plane (rewrite, tunnel) and
-// the HBA book (hba) plug in through small interfaces: ControlStatsSource,
-// DataplaneStatsSource, ContextLister, HealthSource. Controller
-// (control.go, control_loop.go) is the control loop that owns the engine
-// and implements them; Dataplane (dataplane.go) is the tunnel pipelines'
-// per-packet Processor over rewrite; Capture (capture.go) is --capture.
-//
-// Policy routing (design.md §3), with P = rules.priority_base, T =
-// rules.table_base and uplinks numbered i = 0, 1, …:
-//
-//	P+0     iif <tun> lookup T+1                 (destination on the LAN)
-//	P+10+i  iif <tun> from <uplink i prefix> lookup T+2+i
-//	P+50    iif <tun> lookup main                (source outside every
-//	        site prefix: plain forwarding)
-//	P+60    iif <lan> lookup T
-//	P+70+i  iif <uplink i> lookup T
-//
-//	table T:     default dev <tun>
-//	table T+1:   <LAN /64 of each uplink> dev <lan>
-//	table T+2+i: default via <gateway i> dev <uplink i>  (or dev only)
-//
-// The LAN table comes first so that a packet for a LAN host never leaves
-// by an uplink because its source is in P_X (a LAN host talking to another
-// host's locator), and the uplink rules select the exit by source, which is
-// what the providers' ingress filters demand (design.md §3). A table lookup
-// that finds no route falls through to the next rule.
-//
-// Packets for the gateway's own addresses (NDP, admin) hit the local table at
-// priority 0 and never reach these rules. Every rule and route carries the
-// route protocol rules.protocol (default 154, "shim6gw"), and every rule sits
-// in [P, P+100), so a start after a crash finds and removes what the crashed
-// run left (Plumber.CleanupStale).
+// Controller (control.go, control_loop.go) is the control loop: it owns
+// the protocol engine (package shim6) on one goroutine and feeds it the
+// diverted control messages, the data plane's notices, uplink events and
+// reloads. Dataplane (dataplane.go) is the tunnel pipelines' per-packet
+// Processor over rewrite. Both serve /metrics and /debug/contexts from
+// published snapshots.
 package gateway

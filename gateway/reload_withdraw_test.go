@@ -127,7 +127,7 @@ func withUplinks(cfg *config.Config, withdrawn ...bool) *config.Config {
 
 // TestWithdrawnAtStartIsDown: a configuration that starts with an uplink
 // withdrawn gives the fast table that uplink down (the fallback of
-// design.md §7 and path choice avoid it) and counts it as not usable; a
+// docs/architecture.md §7 and path choice avoid it) and counts it as not usable; a
 // reload restoring it brings it back unless the monitor says it is down.
 func TestWithdrawnAtStartIsDown(t *testing.T) {
 	cfg := withUplinks(siteConfig(t, 1), true, false)

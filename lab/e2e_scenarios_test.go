@@ -113,7 +113,7 @@ func TestIntegrationE2EAllContextsMoveAndRestore(t *testing.T) {
 // SIGKILL while the context is shimmed (ISP A of site 1 failed, so payload
 // carries the extension header) and started again without state: it
 // answers the payload with R1bis, site 1 re-creates the context with
-// I2bis (RFC 5533 §7.15-7.17, design.md §11) and both connections survive.
+// I2bis (RFC 5533 §7.15-7.17, docs/architecture.md §11) and both connections survive.
 func TestIntegrationE2EGatewayRestart(t *testing.T) {
 	e := upE2E(t)
 	h1, h2 := e.b1[0], e.b2[0]
@@ -155,7 +155,7 @@ func TestIntegrationE2EGatewayRestart(t *testing.T) {
 // TestIntegrationE2ELegacyPeer: while site 1's ISP A is down, a new TCP
 // connection from h1's ULID (under P_A) to the legacy host, which does
 // not speak shim6, succeeds: the gateway sends it with h1's P_B locator
-// (design.md §7). An established shim6 session is unaffected.
+// (docs/architecture.md §7). An established shim6 session is unaffected.
 func TestIntegrationE2ELegacyPeer(t *testing.T) {
 	e := upE2E(t)
 	h1, h2 := e.b1[0], e.b2[0]

@@ -161,7 +161,7 @@ func upE2E(t *testing.T, entries ...int) *e2e {
 }
 
 // assertNoGatewayState checks that the root namespace holds no rule or
-// route of the gateway's (its rtnetlink protocol, design.md §3): the
+// route of the gateway's (its rtnetlink protocol, docs/architecture.md §3): the
 // daemons ran in the lab's namespaces only.
 func assertNoGatewayState(t *testing.T) {
 	t.Helper()

@@ -3,7 +3,7 @@
 // (RFC 5533 §5.2, §11, §12), rewrites ULIDs to locators and back, clamps
 // the TCP MSS of SYNs, answers oversized packets with ICMPv6 Packet Too Big,
 // translates ICMPv6 errors that quote shimmed packets (RFC 5533 §8) and
-// translates flows of peers without Shim6 onto a live uplink (design.md §7).
+// translates flows of peers without Shim6 onto a live uplink (docs/architecture.md §7).
 //
 // Everything works in place on a caller's buffer: the packet is
 // buf[start:end] and buf[:start] is headroom of at least 8 bytes. Inserting

@@ -9,7 +9,7 @@ import (
 	"github.com/shim6gw/shim6gw/internal/checksum"
 )
 
-// Fallback for peers without Shim6 (design.md §7): when the uplink of a
+// Fallback for peers without Shim6 (docs/architecture.md §7): when the uplink of a
 // host's ULID is down, its new flows to such peers leave with the host's
 // locator under a live uplink, mapped 1:1 by the HBA book, so both
 // directions translate without per-flow state. The flow table only pins
@@ -93,7 +93,7 @@ func (f *flowTable) insert(key uint64, now int64) {
 }
 
 // fallbackOut translates the source of an outbound packet to a live
-// uplink's locator when design.md §7 says so and reports whether it did.
+// uplink's locator when docs/architecture.md §7 says so and reports whether it did.
 func (r *Rewriter) fallbackOut(t *Table, pkt []byte, l *layout, now int64) bool {
 	if len(t.fbOut) == 0 {
 		return false

@@ -9,7 +9,7 @@ import (
 	"github.com/shim6gw/shim6gw/shim6"
 )
 
-// inbound handles a packet from an uplink (design.md §3, RFC 5533 §12).
+// inbound handles a packet from an uplink (docs/architecture.md §3, RFC 5533 §12).
 func (r *Rewriter) inbound(t *Table, buf []byte, start, end int, l *layout, now int64, res *Result) {
 	pkt := buf[start:end]
 	if l.shimOff >= 0 {

@@ -9,7 +9,7 @@ import (
 	"github.com/shim6gw/shim6gw/shim6"
 )
 
-// outbound handles a packet from a LAN host (design.md §3).
+// outbound handles a packet from a LAN host (docs/architecture.md §3).
 func (r *Rewriter) outbound(t *Table, buf []byte, start, end int, l *layout, now int64, res *Result) {
 	pkt := buf[start:end]
 	if l.shimOff >= 0 {
@@ -74,7 +74,7 @@ func insert(t *Table, ctx *Context, buf []byte, start, end int, l *layout, res *
 
 // tooBig replaces the packet in buf with an ICMPv6 Packet Too Big
 // (RFC 4443 §3.2) to its source, reporting mtu − 8 so that the host's
-// packets fit once the payload header is added (design.md §8). The quote
+// packets fit once the payload header is added (docs/architecture.md §8). The quote
 // is as much of the packet as fits in a 1280-byte reply and in buf.
 func tooBig(t *Table, buf []byte, start, end int, l *layout, mtu int, res *Result) {
 	pkt := buf[start:end]
@@ -106,7 +106,7 @@ func tooBig(t *Table, buf []byte, start, end int, l *layout, mtu int, res *Resul
 
 // clampMSS lowers the MSS option of a TCP SYN to mss, fixing the checksum
 // incrementally (RFC 1624), so that segments still fit the path when the
-// payload header is added later (design.md §8).
+// payload header is added later (docs/architecture.md §8).
 func clampMSS(pkt []byte, l *layout, mss uint16) {
 	if l.ulp != protoTCP || l.ulpOff < 0 {
 		return

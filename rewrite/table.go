@@ -84,7 +84,7 @@ type Config struct {
 	ICMPSource netip.Addr
 	Contexts   []ContextConfig
 	// Fallback lists every book host's alternate locators; NoShim6Peers
-	// are peers known not to speak Shim6 (design.md §7).
+	// are peers known not to speak Shim6 (docs/architecture.md §7).
 	Fallback     []FallbackEntry
 	NoShim6Peers []netip.Addr
 }

@@ -18,7 +18,7 @@ func (t *Table) Untouched(dir Direction, pkt []byte) bool {
 }
 
 // Untouched is Table.Untouched on the published table that also consults
-// the fallback flow table (design.md §7): a site host's packet to a peer
+// the fallback flow table (docs/architecture.md §7): a site host's packet to a peer
 // without Shim6 is untouched while its ULID's uplink is up and its flow
 // did not start under another uplink, so passthrough traffic to legacy
 // peers keeps its GSO super-packets whole. now is the clock of Process.

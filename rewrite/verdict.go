@@ -86,7 +86,7 @@ const (
 	// (RFC 5533 §12.2; the control plane may answer R1bis, §7.17).
 	DropUnknownTag
 	// DropLocatorMismatch: payload header whose locator pair is not in
-	// Ls(peer) × Ls(local) of the tagged context (design.md §3; the check
+	// Ls(peer) × Ls(local) of the tagged context (docs/architecture.md §3; the check
 	// RFC 5533 §12.4 makes for Update, Keepalive and Probe).
 	DropLocatorMismatch
 	// DropBadPayloadHeader: Next Header 140 with P=1 but Hdr Ext Len ≠ 0

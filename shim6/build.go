@@ -158,7 +158,7 @@ const MaxErrorQuote = MaxControlMessageLen - 8
 
 // AppendError appends an Error message (RFC 5533 §5.14) quoting as much of
 // the invoking packet as fits in MaxErrorQuote octets, zero-padded to a
-// multiple of 8 (the RFC leaves padding open; shim6-digest §4.3). Pointer
+// multiple of 8 (RFC 5533 §5.14 leaves the padding open). Pointer
 // is counted from the start of quoted.
 func AppendError(dst []byte, code ErrorCode, pointer uint16, quoted []byte) []byte {
 	if len(quoted) > MaxErrorQuote {

@@ -45,5 +45,5 @@
 // 16-bit Length of the contents, contents, then 7 − ((Length+3) mod 8)
 // octets of padding. Per-message layouts are documented on the views
 // (I1, R1, I2, R2, R1bis, I2bis, UpdateRequest, UpdateAck, Keepalive,
-// Probe, ErrorMessage) and in shared/docs/shim6-digest.md §4.3.
+// Probe, ErrorMessage), with the RFC 5533 §5 and RFC 5534 §5 figures.
 package shim6

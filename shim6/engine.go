@@ -11,7 +11,7 @@ import (
 )
 
 // Engine is the Shim6 (RFC 5533) and REAP (RFC 5534) state machine for
-// every host of a site (design.md §5). It is driven by events, each at a
+// every host of a site (docs/architecture.md §5). It is driven by events, each at a
 // given time, and answers with Actions; it has no goroutines, sockets or
 // clock of its own and is not safe for concurrent use: one control loop
 // owns it.
@@ -410,7 +410,7 @@ func (e *Engine) StateCounts() (states [StateNoSupport + 1]int, reap [3]int) {
 // PeerHeld reports whether a ULID pair is in a hold-down: E-FAILED (no
 // answer to I1, RFC 5533 §7.8) or NO-SUPPORT (the peer has no Shim6,
 // §6.2), and until when. The gateway uses it to serve the pair without
-// Shim6 (design.md §7); the events EventEstablishFailed and
+// Shim6 (docs/architecture.md §7); the events EventEstablishFailed and
 // EventNoSupport announce the same.
 func (e *Engine) PeerHeld(local, peer netip.Addr) (State, time.Time, bool) {
 	c := e.byPair[pairKey{local, peer, 0}]

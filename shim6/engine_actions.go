@@ -13,7 +13,7 @@ type OutPacket struct {
 	Payload  []byte
 }
 
-// ContextUpdate is a fast-table entry (design.md §6) for a context that may
+// ContextUpdate is a fast-table entry (docs/architecture.md §6) for a context that may
 // carry payload (ESTABLISHED or I2BIS-SENT, RFC 5533 §11), or its removal.
 // The locator slices are never mutated after they are published.
 type ContextUpdate struct {

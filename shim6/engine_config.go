@@ -195,7 +195,7 @@ type EngineConfig struct {
 	Timers  Timers
 	Policy  Policy
 	// SiteSecret derives the validator secrets; an HA pair sharing it
-	// validates each other's R1/R1bis (design.md §11). Empty: random.
+	// validates each other's R1/R1bis (docs/architecture.md §11). Empty: random.
 	SiteSecret []byte
 	// Seed makes tags, nonces and jitter reproducible (tests). Zero: random.
 	Seed [32]byte

@@ -678,7 +678,7 @@ func (e *Engine) sendI2bis(c *context) {
 }
 
 // sendError sends an Error message quoting the invoking packet from its
-// IPv6 header (shim6-digest §4.3), rate-limited.
+// IPv6 header (RFC 5533 §5.14), rate-limited.
 func (e *Engine) sendError(src, dst netip.Addr, code ErrorCode, ptr int, msg []byte) {
 	if len(msg) > offType && msg[offType]&0x80 == 0 && Type(msg[offType]&0x7f) == TypeError {
 		// Error messages are unacknowledged (RFC 5533 §5.14); answering

@@ -33,7 +33,7 @@ func (t Type) Known() bool { return t < 128 && minLen[t] != 0 }
 func (t Type) TriggersR1bis() bool { return t >= 64 && t < 128 }
 
 // MinLen is the smallest total length in octets of a message of type t
-// (shim6-digest §4.1; RFC 5533 §7.9 ff.), or 0 for unknown types.
+// (RFC 5533 §5.3 ff., RFC 5534 §5), or 0 for unknown types.
 func (t Type) MinLen() int {
 	if t >= 128 {
 		return 0
@@ -124,7 +124,7 @@ func (t OptionType) Known() bool {
 
 // Locator verification methods (RFC 5533 §5.15.2 Table 4).
 //
-// DISCREPANCY (RFC-internal, shim6-digest §5): RFC 5533 §17 (IANA
+// DISCREPANCY (inside RFC 5533): §17 (IANA
 // considerations) lists 1 = CGA, 2 = HBA, the reverse of §5.15.2. We follow
 // §5.15.2, as Wireshark and LinShim6 do.
 const (

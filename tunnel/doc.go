@@ -2,15 +2,15 @@
 // data-plane pipeline over it.
 //
 // A Device reads and writes batches of packets, shaped like wireguard-go's
-// tun.Device: Read(bufs, sizes, offset) and Write(bufs, offset). Two
-// backends exist: OpenWireGuard (golang.zx2c4.com/wireguard/tun, the
-// default, with IFF_VNET_HDR and TCP/UDP segmentation offloads, so that one
-// read may return up to BatchSize() packets split from a GSO super-packet
-// and one write may be coalesced again by GRO), OpenOffload (IFF_VNET_HDR
-// with TCP/IPv6 offload, a VirtioDevice: GSO super-packets reach the
-// pipeline whole, see below) and OpenWater (github.com/songgao/water,
-// plain, optionally multi-queue with one Device per queue). Package
-// tuntest provides a channel-backed fake for tests.
+// tun.Device: Read(bufs, sizes, offset) and Write(bufs, offset). Three
+// backends exist: OpenOffload (the default: IFF_VNET_HDR with TCP/IPv6
+// offload, a VirtioDevice: GSO super-packets reach the pipeline whole, see
+// below), OpenWireGuard (golang.zx2c4.com/wireguard/tun with IFF_VNET_HDR
+// and TCP/UDP segmentation offloads, so that one read may return up to
+// BatchSize() packets split from a GSO super-packet and one write may be
+// coalesced again by GRO) and OpenWater (github.com/songgao/water, plain,
+// optionally multi-queue with one Device per queue). Package tuntest
+// provides a channel-backed fake for tests.
 //
 // GSO pass-through. With a VirtioDevice the pipeline decodes each
 // packet's virtio-net header (GSOInfo). A super-packet (or a packet with
@@ -32,9 +32,9 @@
 // Read must have len ≥ Offset + the largest packet the device can return
 // (use BufSize, which covers a 64 KiB GRO super-packet). The first Offset
 // bytes are headroom. The pipeline writes every packet with WriteHeadroom
-// bytes before its start; the wireguard backend needs 10 of those for the
-// virtio-net header, and the Shim6 payload header (8 bytes, RFC 5533 §5)
-// is inserted by moving the IPv6 header 8 bytes into the remaining
+// bytes before its start; the offload and wireguard backends need 10 of
+// those for the virtio-net header, and the Shim6 payload header (8 bytes,
+// RFC 5533 §5) is inserted by moving the IPv6 header 8 bytes into the remaining
 // Offset - WriteHeadroom bytes.
 //
 //	0            WriteHeadroom          Offset                     len(buf)

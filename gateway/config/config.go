@@ -98,7 +98,7 @@ type LANConfig struct {
 	Interface string `yaml:"interface"` // lan.interface (required)
 }
 
-// UplinkConfig is one provider uplink (design.md §1).
+// UplinkConfig is one provider uplink (docs/architecture.md §1).
 type UplinkConfig struct {
 	// Name is a short label (metrics label value, route table comment).
 	Name      string       `yaml:"name"`
@@ -197,7 +197,7 @@ func (r RulesConfig) UplinkTable(i int) int { return r.TableBase + 2 + i }
 func (r RulesConfig) LastTable() int { return r.TableBase + 1 + MaxUplinks }
 
 // LANPrefixes returns the site's LAN /64s, one per uplink, in uplink order
-// (the Multi-Prefix extension of the HBA book, design.md §2).
+// (the Multi-Prefix extension of the HBA book, docs/architecture.md §2).
 func (c *Config) LANPrefixes() []netip.Prefix {
 	out := make([]netip.Prefix, len(c.Uplinks))
 	for i, u := range c.Uplinks {

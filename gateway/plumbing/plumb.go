@@ -61,7 +61,7 @@ func PlumbConfigFrom(c *config.Config, stateFile string) PlumbConfig {
 	return p
 }
 
-// DesiredRules returns the policy rules of design.md §3 in priority
+// DesiredRules returns the policy rules of docs/architecture.md §3 in priority
 // order (see the package doc for the layout).
 func (c PlumbConfig) DesiredRules() []Rule {
 	p, proto := c.Rules.PriorityBase, c.Rules.Protocol
@@ -98,7 +98,7 @@ func (c PlumbConfig) DesiredRoutes() []Route {
 
 // Plumber installs and removes the gateway's kernel state through
 // NetlinkOps: forwarding, the TUN's MTU and link state, the policy rules
-// and routing tables of design.md §3. It remembers what it added, so
+// and routing tables of docs/architecture.md §3. It remembers what it added, so
 // Teardown removes exactly that and restores the sysctls it changed.
 // Safe for concurrent use (the daemon reconciles from its event goroutine
 // and updates on SIGHUP).

@@ -143,7 +143,7 @@ func TestCaptureErrors(t *testing.T) {
 }
 
 // TestCaptureTshark: tshark (installed by .ci/run) reads the capture as
-// Shim6 with the right types and good checksums (design.md §10 layer 3).
+// Shim6 with the right types and good checksums (docs/architecture.md §10 layer 3).
 func TestCaptureTshark(t *testing.T) {
 	tshark, err := exec.LookPath("tshark")
 	if err != nil {
