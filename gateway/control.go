@@ -187,13 +187,16 @@ func (c *Controller) Run(ctx context.Context, in ControlInputs) error {
 		return err
 	}
 	divert := tunnel.NewDivertQueue(c.opts.DivertQueue, max(in.Config.TUN.MTU, tunnel.ShimHeaderLen+shim6.MinMTU))
+	pcfg := tunnel.Config{Processor: c.dp, Divert: divert}
+	if in.Metrics != nil {
+		pcfg.BatchSizes = in.Metrics.BatchSize
+	}
 	pipes := make([]*tunnel.Pipeline, len(devs))
 	for i, d := range devs {
-		if pipes[i], err = tunnel.NewPipeline(d, tunnel.Config{Processor: c.dp, Divert: divert}); err != nil {
+		if pipes[i], err = tunnel.NewPipeline(d, pcfg); err != nil {
 			return fmt.Errorf("gateway: pipeline: %w", err)
 		}
 	}
-	c.dp.setPipelines(pipes)
 	l.pipes = pipes
 
 	runCtx, cancel := context.WithCancel(ctx)

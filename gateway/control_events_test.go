@@ -343,7 +343,8 @@ func TestControllerMultiQueue(t *testing.T) {
 		ctrl.Attach(q0, q1)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- ctrl.Run(ctx, ControlInputs{Config: cfg}) }()
+		m := metrics.NewMetrics(metrics.MetricsOptions{})
+		go func() { done <- ctrl.Run(ctx, ControlInputs{Config: cfg, Metrics: m}) }()
 		host, peer := book.Entry(1).ULID(), netip.MustParseAddr("2001:db8:c:1::9")
 		pkt := udpPacket(host, peer, "queue 1")
 		q1.Inbound <- pkt
@@ -363,9 +364,8 @@ func TestControllerMultiQueue(t *testing.T) {
 		case <-time.After(time.Second):
 			t.Fatal("no I1 on queue 0")
 		}
-		ds := ctrl.DataplaneStats()
-		if ds.BatchSizes == nil || ds.BatchSizes.Sum != 1 {
-			t.Errorf("batch sizes over both queues: %+v", ds.BatchSizes)
+		if n := histogramCount(t, m.BatchSize); n != 1 {
+			t.Errorf("%d TUN reads observed over both queues, want 1", n)
 		}
 		cancel()
 		if err := <-done; err != nil {

@@ -55,8 +55,6 @@ type Dataplane struct {
 	// behind; ICMPDiverted counts ICMPv6 errors about our control
 	// messages handed to the control loop.
 	NoticeDrops, ICMPDiverted atomic.Uint64
-
-	pipes atomic.Pointer[[]*tunnel.Pipeline]
 }
 
 // NewDataplane returns a Dataplane over rw whose notices channel holds up
@@ -78,9 +76,6 @@ func (d *Dataplane) Notices() <-chan rewrite.Notice { return d.notices }
 
 // Rewriter returns the Rewriter the data plane runs.
 func (d *Dataplane) Rewriter() *rewrite.Rewriter { return d.rw }
-
-// setPipelines records the pipelines whose counters DataplaneStats sums.
-func (d *Dataplane) setPipelines(p []*tunnel.Pipeline) { d.pipes.Store(&p) }
 
 // KeepWhole implements tunnel.GSOFilter: a GSO super-packet the rewriter
 // would forward unchanged (no context to shim, no fallback, no SYN to
@@ -160,7 +155,7 @@ func isShim6ParamProblem(pkt []byte) bool {
 }
 
 // DataplaneStats implements DataplaneStatsSource: the Rewriter's packet
-// and drop counters, the byte counters and the pipelines' batch sizes.
+// and drop counters and the byte counters.
 func (d *Dataplane) DataplaneStats() metrics.DataplaneStats {
 	ds := metrics.DataplaneStats{Packets: map[metrics.PathKey]uint64{}, Bytes: map[metrics.PathKey]uint64{}, Drops: map[metrics.DropKey]uint64{}}
 	st := d.rw.Stats()
@@ -185,20 +180,6 @@ func (d *Dataplane) DataplaneStats() metrics.DataplaneStats {
 	// The ICMPv6 errors diverted above never reach the Rewriter.
 	if n := d.ICMPDiverted.Load(); n != 0 {
 		ds.Packets[metrics.PathKey{Direction: rewrite.Inbound.String(), Path: rewrite.PathControl.String()}] += n
-	}
-	if pp := d.pipes.Load(); pp != nil && len(*pp) > 0 {
-		bc := &metrics.BucketCounts{Counts: make([]uint64, tunnel.NumBatchBuckets)}
-		for k := range tunnel.NumBatchBuckets - 1 {
-			bc.Bounds = append(bc.Bounds, float64(tunnel.BatchBucketBound(k)))
-		}
-		for _, p := range *pp {
-			s := p.Stats()
-			for k := range bc.Counts {
-				bc.Counts[k] += s.BatchSizes[k].Load()
-			}
-			bc.Sum += float64(s.RxPackets.Load())
-		}
-		ds.BatchSizes = bc
 	}
 	return ds
 }

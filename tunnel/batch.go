@@ -1,7 +1,5 @@
 package tunnel
 
-import "math/bits"
-
 // Verdict says what the pipeline does with a packet after the Processor.
 type Verdict uint8
 
@@ -146,26 +144,4 @@ func (Passthrough) KeepWhole([]byte, GSOInfo) bool { return true }
 // retain pkt.
 type GSOFilter interface {
 	KeepWhole(pkt []byte, gso GSOInfo) bool
-}
-
-// NumBatchBuckets is the number of batch-size histogram buckets. Bucket k
-// counts batches of size n with BatchBucketBound(k-1) < n ≤
-// BatchBucketBound(k): sizes 1, 2, 3–4, 5–8, …, 65–128 and a last bucket
-// for anything larger.
-const NumBatchBuckets = 9
-
-// BatchBucketBound returns the inclusive upper bound of bucket k (1, 2, 4,
-// …, 128), or -1 for the last, unbounded bucket.
-func BatchBucketBound(k int) int {
-	if k >= NumBatchBuckets-1 {
-		return -1
-	}
-	return 1 << k
-}
-
-func batchBucket(n int) int {
-	if n <= 1 {
-		return 0
-	}
-	return min(bits.Len(uint(n-1)), NumBatchBuckets-1)
 }

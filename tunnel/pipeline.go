@@ -38,7 +38,13 @@ type Config struct {
 	// DefaultSplitBuffers. A super-packet whose segments do not fit the
 	// buffers left is dropped (Stats.GSOErrors).
 	SplitBuffers int
+	// BatchSizes, if set, observes the number of packets of every read
+	// (a prometheus.Histogram fits).
+	BatchSizes Observer
 }
+
+// Observer takes one value per observation; safe for concurrent use.
+type Observer interface{ Observe(float64) }
 
 // DefaultSplitBuffers holds the segments of 16 64 KiB super-packets of
 // 1440-byte segments, what one read of the offload backend returns.
@@ -52,10 +58,9 @@ type Stats struct {
 	// TxPackets and TxBytes count packets handed to a successful Write
 	// (before GRO coalescing).
 	TxPackets, TxBytes atomic.Uint64
-	// Batches counts reads that returned packets; BatchSizes is their size
-	// histogram (see NumBatchBuckets).
-	Batches    atomic.Uint64
-	BatchSizes [NumBatchBuckets]atomic.Uint64
+	// Batches counts reads that returned packets (their sizes go to
+	// Config.BatchSizes).
+	Batches atomic.Uint64
 	// Dropped counts packets the Processor marked Drop.
 	Dropped atomic.Uint64
 	// Diverted counts packets queued for the control loop; DivertDrops
@@ -84,6 +89,7 @@ type Pipeline struct {
 	filter    GSOFilter // proc's, or nil
 	divert    *DivertQueue
 	batchSize int
+	batchObs  Observer
 	stats     Stats
 
 	free chan *Batch // batches ready to be read into
@@ -116,6 +122,7 @@ func NewPipeline(dev Device, cfg Config) (*Pipeline, error) {
 		proc:      cfg.Processor,
 		divert:    cfg.Divert,
 		batchSize: bs,
+		batchObs:  cfg.BatchSizes,
 		free:      make(chan *Batch, cfg.Batches),
 		// full never holds more than every batch, so the reader only
 		// waits on free: that is the back-pressure.
@@ -231,7 +238,9 @@ func (p *Pipeline) process(b *Batch, n int) {
 	p.stats.RxPackets.Add(uint64(len(b.Packets)))
 	p.stats.RxBytes.Add(bytes)
 	p.stats.Batches.Add(1)
-	p.stats.BatchSizes[batchBucket(n)].Add(1)
+	if p.batchObs != nil {
+		p.batchObs.Observe(float64(n))
+	}
 
 	p.proc.Process(b)
 

@@ -97,36 +97,10 @@ type DataplaneStats struct {
 	Packets map[PathKey]uint64
 	Bytes   map[PathKey]uint64
 	Drops   map[DropKey]uint64
-	// BatchSizes, when set, is exported as shim6gw_tunnel_batch_size
-	// instead of Metrics.BatchSize (for a data plane that keeps its own
-	// buckets, like tunnel.Stats.BatchSizes with Sum = RxPackets).
-	BatchSizes *BucketCounts
 	// NoticeDrops: "traffic seen" and other notices lost because the
 	// control loop's queue was full. InjectErrors: control packets the
 	// TUN refused.
 	NoticeDrops, InjectErrors uint64
-}
-
-// BucketCounts is a histogram kept elsewhere: Counts[i] counts values in
-// (Bounds[i-1], Bounds[i]]; the last of len(Bounds)+1 counts is +Inf.
-type BucketCounts struct {
-	Bounds []float64
-	Counts []uint64
-	Sum    float64
-}
-
-// cumulative converts to the form prometheus.MustNewConstHistogram takes;
-// ok is false when the shape is inconsistent.
-func (b *BucketCounts) cumulative() (count uint64, sum float64, buckets map[float64]uint64, ok bool) {
-	if len(b.Counts) != len(b.Bounds)+1 {
-		return 0, 0, nil, false
-	}
-	buckets = make(map[float64]uint64, len(b.Bounds))
-	for i, bound := range b.Bounds {
-		count += b.Counts[i]
-		buckets[bound] = count
-	}
-	return count + b.Counts[len(b.Bounds)], b.Sum, buckets, true
 }
 
 // ControlStatsSource is read at scrape time from the HTTP goroutine, so it
@@ -165,6 +139,7 @@ type MetricsOptions struct {
 type Metrics struct {
 	FailoverDuration prometheus.Histogram // seconds from exploration start to failover
 	PathRTT          prometheus.Histogram // seconds, REAP probe round trips
+	BatchSize        prometheus.Histogram // packets per TUN read (tunnel.Config.BatchSizes)
 
 	reloadsOK, reloadsFailed atomic.Uint64
 
@@ -175,7 +150,7 @@ type Metrics struct {
 }
 
 type metricDescs struct {
-	buildInfo, contexts, establishments, messages, controlDrops, explorations, failovers, uplinkUp, tunUp, packets, bytes, packetDrops, batchSize,
+	buildInfo, contexts, establishments, messages, controlDrops, explorations, failovers, uplinkUp, tunUp, packets, bytes, packetDrops,
 	reloads, noticeDrops, injectErrors, tunDropped *prometheus.Desc
 }
 
@@ -204,6 +179,7 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 	m.FailoverDuration = m.newHistogram("reap", "failover_duration_seconds",
 		"Time from the start of a REAP exploration to the failover.", FailoverBuckets)
 	m.PathRTT = m.newHistogram("reap", "path_rtt_seconds", "Round-trip time of REAP probes.", RTTBuckets)
+	m.BatchSize = m.newHistogram("tunnel", "batch_size", "Packets per TUN read.", BatchBuckets)
 	m.descs = metricDescs{
 		buildInfo:      m.newDesc("", "build_info", "Build information; always 1.", "version", "goversion"),
 		contexts:       m.newDesc("context", "contexts", "Shim6 contexts by state (RFC 5533 §6.2).", "state"),
@@ -217,13 +193,12 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 		packets:        m.newDesc("dataplane", "packets_total", "Packets through the data plane by direction and path kind.", "direction", "path"),
 		bytes:          m.newDesc("dataplane", "bytes_total", "Bytes through the data plane by direction and path kind.", "direction", "path"),
 		packetDrops:    m.newDesc("rewrite", "dropped_packets_total", "Packets the data plane dropped, by reason.", "direction", "reason"),
-		batchSize:      m.newDesc("tunnel", "batch_size", "Packets per TUN read."),
 		reloads:        m.newDesc("config", "reloads_total", "Configuration reloads (SIGHUP) by result.", "result"),
 		noticeDrops:    m.newDesc("dataplane", "dropped_notices_total", "Data-plane notices (traffic seen, unknown tag, path error) lost because the control loop's queue was full."),
 		injectErrors:   m.newDesc("control", "inject_errors_total", "Control packets the TUN refused to take."),
 		tunDropped:     m.newDesc("tunnel", "dropped_packets_total", "Packets the kernel dropped on the TUN's transmit queue (tx_dropped): the gateway did not read fast enough."),
 	}
-	m.reg.MustRegister(m, m.FailoverDuration, m.PathRTT)
+	m.reg.MustRegister(m, m.FailoverDuration, m.PathRTT, m.BatchSize)
 	if opts.Runtime {
 		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
@@ -253,7 +228,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	d := m.descs
 	for _, x := range []*prometheus.Desc{d.buildInfo, d.contexts, d.establishments, d.messages, d.controlDrops,
 		d.explorations, d.failovers, d.uplinkUp, d.tunUp, d.packets, d.bytes,
-		d.packetDrops, d.batchSize, d.reloads, d.noticeDrops, d.injectErrors, d.tunDropped} {
+		d.packetDrops, d.reloads, d.noticeDrops, d.injectErrors, d.tunDropped} {
 		ch <- x
 	}
 }
@@ -317,11 +292,6 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			counter(d.packetDrops, ds.Drops[DropKey{dir, r}], dir, r)
 		}
 	}
-	if bc := ds.BatchSizes; bc != nil {
-		if count, sum, buckets, ok := bc.cumulative(); ok {
-			ch <- prometheus.MustNewConstHistogram(d.batchSize, count, sum, buckets)
-		}
-	}
 	counter(d.noticeDrops, ds.NoticeDrops)
 	counter(d.injectErrors, ds.InjectErrors)
 	counter(d.reloads, m.reloadsOK.Load(), "success")
@@ -350,4 +320,6 @@ var (
 	FailoverBuckets = []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 20, 30, 60, 120}
 	// RTTBuckets spans path round-trip times from a LAN lab to satellites.
 	RTTBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}
+	// BatchBuckets spans TUN batch sizes (the backends read up to 128).
+	BatchBuckets = prometheus.ExponentialBuckets(1, 2, 8)
 )
