@@ -95,7 +95,8 @@ type DaemonOptions struct {
 	Signals <-chan os.Signal
 	// AdminListener overrides Config.Admin.Listen (tests).
 	AdminListener net.Listener
-	Version       string
+	Version       string // release version, for the log and shim6gw_build_info
+	Revision      string // VCS revision, likewise
 	Log           *slog.Logger
 	LogLevel      *slog.LevelVar // changed in place by a reload
 	Hooks         Hooks
@@ -136,6 +137,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 			o.AdminListener.Close() // not handed to the admin server
 		}
 	}()
+	log.Info("shim6gw starting", "version", o.Version, "revision", o.Revision, "config", o.ConfigPath)
 	if err := config.CheckSystem(cfg, o.Ops); err != nil {
 		return err
 	}
@@ -181,7 +183,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 			return n, err == nil
 		}
 	}
-	mets := metrics.NewMetrics(metrics.MetricsOptions{Version: o.Version, Control: o.Hooks.ControlStats,
+	mets := metrics.NewMetrics(metrics.MetricsOptions{Version: o.Version, Revision: o.Revision, Control: o.Hooks.ControlStats,
 		Dataplane: o.Hooks.DataplaneStats, Uplinks: mon, TUNUp: tunUp, TUNDropped: tunDropped, Runtime: true})
 	ready := append([]metrics.ReadyCheck{{Name: "plumbing", Check: plumber.Verify}}, o.Hooks.Ready...)
 	admin := metrics.NewAdmin(metrics.AdminOptions{Metrics: mets, Contexts: o.Hooks.Contexts, Uplinks: mon,

@@ -6,11 +6,10 @@ import (
 	"io"
 
 	"github.com/shim6gw/shim6gw/gateway"
-	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/gateway/plumbing"
 )
 
-const checkUsage = `usage: shim6gw check --config FILE
+const checkUsage = `usage: shim6gw check [-c FILE]
 
 Check a configuration without changing anything: decode and validate the
 file (every problem names its key and line), then check that the
@@ -24,18 +23,15 @@ flags:
 func runCheck(args []string, stdout, stderr io.Writer) int {
 	fset := flag.NewFlagSet("check", flag.ContinueOnError)
 	fset.SetOutput(io.Discard)
-	cfgPath := fset.String("config", "", "configuration file (YAML)")
+	cfgPath := configFlag(fset)
 	if code, done := parseFlags(fset, args, checkUsage, stdout, stderr); done {
 		return code
 	}
-	if *cfgPath == "" {
-		return failf(stderr, exitUsage, "check: --config is required")
-	}
-	cfg, err := config.Load(*cfgPath)
-	if err == nil {
-		err = plumbing.Check(cfg)
-	}
+	cfg, code, err := loadConfig(*cfgPath)
 	if err != nil {
+		return failf(stderr, code, "check: %s", oneLine(err))
+	}
+	if err := plumbing.Check(cfg); err != nil {
 		return failf(stderr, gateway.ExitCode(err), "check: %s", oneLine(err))
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d uplinks, %d hosts, tun %s)\n", *cfgPath, len(cfg.Uplinks), cfg.HBA.Hosts, cfg.TUN.Name)

@@ -27,6 +27,7 @@ func TestDispatch(t *testing.T) {
 		{"help", []string{"help"}, 0, "  hba ", ""},
 		{"--help", []string{"--help"}, 0, "  version ", ""},
 		{"version", []string{"version"}, 0, "shim6gw dev " + runtime.Version(), ""},
+		{"--version", []string{"--version"}, 0, "shim6gw dev " + runtime.Version(), ""},
 		{"version extra", []string{"version", "x"}, 2, "", "shim6gw: version: unexpected argument \"x\"\n"},
 		{"hba help", []string{"hba", "-h"}, 0, "-secret-file", ""},
 	}
@@ -41,5 +42,21 @@ func TestDispatch(t *testing.T) {
 				t.Fatalf("unexpected stdout %q", out)
 			}
 		})
+	}
+}
+
+// TestBuildInfo: the -X version wins, and the one-line form names the
+// revision when the build recorded one.
+func TestBuildInfo(t *testing.T) {
+	old := version
+	t.Cleanup(func() { version = old })
+	version = "v9.9.9"
+	b := readBuildInfo()
+	if b.Version != "v9.9.9" {
+		t.Errorf("version %q", b.Version)
+	}
+	b.Revision = "abc123+dirty"
+	if got, want := b.String(), "shim6gw v9.9.9 "+runtime.Version()+" "+runtime.GOOS+"/"+runtime.GOARCH+" (revision abc123+dirty)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/shim6gw/shim6gw/tunnel"
 )
 
-const runUsage = `usage: shim6gw run --config FILE [--state-file PATH] [--capture FILE] [--log-format json|text]
+const runUsage = `usage: shim6gw run [-c FILE] [--state-file PATH] [--capture FILE] [--log-format json|text]
 
 Run the gateway: open the TUN device, install the policy routing, start
 the uplink monitor, the admin listener and the Shim6 control loop, and
@@ -37,19 +37,16 @@ flags:
 func runRun(args []string, stdout, stderr io.Writer) int {
 	fset := flag.NewFlagSet("run", flag.ContinueOnError)
 	fset.SetOutput(io.Discard)
-	cfgPath := fset.String("config", "", "configuration file (YAML)")
+	cfgPath := configFlag(fset)
 	capture := fset.String("capture", "", "write every Shim6 control message sent or received to this pcap file")
 	logFormat := fset.String("log-format", "", "log format, text or json (default: log.format of the configuration)")
 	stateFile := fset.String("state-file", "", "sysctl state file (default /run/shim6gw/<tun>-<netns id>.sysctl.json)")
 	if code, done := parseFlags(fset, args, runUsage, stdout, stderr); done {
 		return code
 	}
-	if *cfgPath == "" {
-		return failf(stderr, exitUsage, "run: --config is required")
-	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, code, err := loadConfig(*cfgPath)
 	if err != nil {
-		return failf(stderr, gateway.ExitCode(err), "run: %s", oneLine(err))
+		return failf(stderr, code, "run: %s", oneLine(err))
 	}
 	format := cfg.Log.Format
 	if *logFormat != "" {
@@ -75,9 +72,10 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	if !icmpSrc.IsValid() {
 		log.Warn("no global ipv6 address on the lan interface: packet too big messages disabled", "interface", cfg.LAN.Interface)
 	}
+	bi := readBuildInfo()
 	ctrl := gateway.NewController(gateway.ControllerOptions{Capture: capt, ICMPSource: icmpSrc})
 	err = gateway.RunDaemon(context.Background(), gateway.DaemonOptions{
-		ConfigPath: *cfgPath, Config: cfg, Ops: ops, Version: version, StateFile: *stateFile,
+		ConfigPath: *cfgPath, Config: cfg, Ops: ops, Version: bi.Version, Revision: bi.Revision, StateFile: *stateFile,
 		Log: log, LogLevel: level, Hooks: ctrl.Hooks(openTUN),
 	})
 	if cerr := capt.Err(); cerr != nil {

@@ -20,7 +20,8 @@ func TestRunCommandLine(t *testing.T) {
 		status int
 		want   string // stderr prefix
 	}{
-		{"no config", []string{"run"}, 2, "shim6gw: run: --config is required\n"},
+		{"no config", []string{"run"}, 2, "shim6gw: run: no configuration file /etc/shim6gw/shim6gw.yaml (give one with -c FILE)\n"},
+		{"-c", []string{"run", "-c", bad}, 2, "shim6gw: run: config: line 14: hba.hosts"},
 		{"bad flag", []string{"run", "--frob"}, 2, "shim6gw: run: flag provided but not defined: -frob\n"},
 		{"bad config", []string{"run", "--config", bad}, 2, "shim6gw: run: config: line 14: hba.hosts"},
 		{"missing file", []string{"run", "--config", filepath.Join(t.TempDir(), "none.yaml")}, 0, "shim6gw: run: "},

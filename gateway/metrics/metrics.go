@@ -120,7 +120,8 @@ type UplinkStateSource interface {
 // MetricsOptions connects the collector to its sources; nil sources
 // export zeros.
 type MetricsOptions struct {
-	Version   string
+	Version   string // release version (shim6gw version)
+	Revision  string // VCS revision; "" when unknown
 	Control   ControlStatsSource
 	Dataplane DataplaneStatsSource
 	Uplinks   UplinkStateSource
@@ -181,7 +182,7 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 	m.PathRTT = m.newHistogram("reap", "path_rtt_seconds", "Round-trip time of REAP probes.", RTTBuckets)
 	m.BatchSize = m.newHistogram("tunnel", "batch_size", "Packets per TUN read.", BatchBuckets)
 	m.descs = metricDescs{
-		buildInfo:      m.newDesc("", "build_info", "Build information; always 1.", "version", "goversion"),
+		buildInfo:      m.newDesc("", "build_info", "Build information; always 1.", "version", "revision", "goversion"),
 		contexts:       m.newDesc("context", "contexts", "Shim6 contexts by state (RFC 5533 §6.2).", "state"),
 		establishments: m.newDesc("context", "establishments_total", "Context establishments by result.", "result"),
 		messages:       m.newDesc("control", "messages_total", "Shim6 control messages by type and direction.", "type", "direction"),
@@ -242,7 +243,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
 	}
-	gauge(d.buildInfo, 1, m.opts.Version, runtime.Version())
+	gauge(d.buildInfo, 1, m.opts.Version, m.opts.Revision, runtime.Version())
 
 	var cs ControlStats
 	if m.opts.Control != nil {

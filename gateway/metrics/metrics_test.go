@@ -28,7 +28,8 @@ func (f fakeUplinks) UplinkStates() []plumbing.UplinkStatus { return f }
 
 func testMetrics() *Metrics {
 	m := NewMetrics(MetricsOptions{
-		Version: "1.2.3",
+		Version:  "1.2.3",
+		Revision: "abc123",
 		Control: fakeControl{
 			ContextsByState: map[string]uint64{"established": 5, "i1_sent": 2, "bogus_state": 9},
 			Establishments:  map[string]uint64{"established": 7, "failed": 1},
@@ -85,7 +86,7 @@ func TestMetricsSamples(t *testing.T) {
 	mux.Handle("/metrics", m.Handler())
 	text := scrape(t, mux)
 	want := []string{
-		`shim6gw_build_info{goversion="` + runtime.Version() + `",version="1.2.3"} 1`,
+		`shim6gw_build_info{goversion="` + runtime.Version() + `",revision="abc123",version="1.2.3"} 1`,
 		`shim6gw_context_contexts{state="established"} 5`,
 		`shim6gw_context_contexts{state="i1_sent"} 2`,
 		`shim6gw_context_contexts{state="no_support"} 0`,
