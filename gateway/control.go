@@ -67,6 +67,7 @@ type Controller struct {
 	stats    atomic.Pointer[metrics.ControlStats]
 	contexts atomic.Pointer[[]metrics.ContextInfo]
 	uplinkUp atomic.Int32 // uplinks not known to be down, -1 before Run
+	round    atomic.Int64 // unix nanoseconds of the control loop's last round
 
 	// InjectErrors counts control packets the TUN refused.
 	InjectErrors atomic.Uint64
@@ -131,7 +132,8 @@ func (c *Controller) Hooks(open OpenFunc) Hooks {
 	return Hooks{
 		OpenTUN: c.OpenTUN(open), Control: c.Run,
 		ControlStats: c, DataplaneStats: c, Contexts: c,
-		Ready: []metrics.ReadyCheck{{Name: "locators", Check: c.locatorsReady}},
+		Ready:     []metrics.ReadyCheck{{Name: "locators", Check: c.locatorsReady}},
+		Heartbeat: c.lastRound,
 	}
 }
 
@@ -148,6 +150,15 @@ func (c *Controller) DataplaneStats() metrics.DataplaneStats {
 	ds := c.dp.DataplaneStats()
 	ds.InjectErrors = c.InjectErrors.Load()
 	return ds
+}
+
+// lastRound is when the control loop last went round (it does at least
+// every ObserveInterval, at most 1 s); zero before Run.
+func (c *Controller) lastRound() time.Time {
+	if n := c.round.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // ErrNoLocators: no uplink is usable, so no locator pair is (/readyz).

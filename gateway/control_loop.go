@@ -116,6 +116,10 @@ func (l *controlLoop) serve(ctx context.Context, in ControlInputs, divert *tunne
 		l.snapshot(time.Now(), true)
 	}()
 	uplinks, reloads := in.Uplinks, in.Reloads
+	l.c.round.Store(time.Now().UnixNano())
+	if in.Running != nil {
+		in.Running()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -156,6 +160,7 @@ func (l *controlLoop) serve(ctx context.Context, in ControlInputs, divert *tunne
 		// snapshots once for many inputs: only when no input waits, or
 		// when the oldest change is maxTableDelay old.
 		now := time.Now()
+		l.c.round.Store(now.UnixNano())
 		idle := len(divert.C()) == 0 && len(l.c.dp.notices) == 0 && len(uplinks) == 0 && len(reloads) == 0
 		if l.tableDirty {
 			if l.dirtySince.IsZero() {

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/gateway/metrics"
 	"github.com/shim6gw/shim6gw/gateway/plumbing"
@@ -63,6 +65,8 @@ type ControlInputs struct {
 	Reloads <-chan Reload
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
+	// Running, if set, is called once when the loop serves events.
+	Running func()
 }
 
 // Hooks connect the daemon to the packages gateway does not own.
@@ -81,6 +85,9 @@ type Hooks struct {
 	Contexts       metrics.ContextLister
 	// Ready adds /readyz conditions (e.g. a usable locator pair).
 	Ready []metrics.ReadyCheck
+	// Heartbeat, if set, returns when the control loop last went round;
+	// the systemd watchdog is fed only while it is recent.
+	Heartbeat func() time.Time
 }
 
 // DaemonOptions configures RunDaemon.
@@ -100,6 +107,19 @@ type DaemonOptions struct {
 	Log           *slog.Logger
 	LogLevel      *slog.LevelVar // changed in place by a reload
 	Hooks         Hooks
+	// Notify sends a state to the service manager ("READY=1",
+	// "WATCHDOG=1", "RELOADING=1", "STOPPING=1"); nil: systemd's
+	// sd_notify protocol, a no-op outside a Type=notify unit.
+	Notify func(state string) error
+	// Watchdog is how often the service manager wants WATCHDOG=1; 0 asks
+	// systemd ($WATCHDOG_USEC), and none means no watchdog.
+	Watchdog time.Duration
+}
+
+// sdNotify sends state over $NOTIFY_SOCKET.
+func sdNotify(state string) error {
+	_, err := daemon.SdNotify(false, state)
+	return err
 }
 
 // ExitCode maps RunDaemon's and LoadConfig's errors to the process exit
@@ -235,19 +255,50 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 			}
 		}
 	})
+	running := make(chan struct{})
+	var runningOnce sync.Once
 	start("control", func() error {
 		err := o.Hooks.Control(runCtx, ControlInputs{Config: cfg, Uplinks: uplinks, Reloads: reloads,
-			Metrics: mets, Log: log})
+			Metrics: mets, Log: log, Running: func() { runningOnce.Do(func() { close(running) }) }})
 		if err == nil && runCtx.Err() == nil {
 			err = errors.New("control loop ended")
 		}
 		return err
 	})
-	log.Info("gateway running", "tun", tunName, "uplinks", len(cfg.Uplinks), "admin", ln.Addr().String(), "state_file", o.StateFile)
-
+	notify := o.Notify
+	if notify == nil {
+		notify = sdNotify
+	}
+	// The admin listener is bound; wait for the control loop to serve.
 	var runErr error
+	up := false
+	select {
+	case <-running:
+		up = true
+	case runErr = <-errc:
+		log.Error("stopping", "err", runErr)
+	case <-ctx.Done():
+		log.Info("stopping", "reason", ctx.Err())
+	}
+	var watchdog <-chan time.Time
+	every := o.Watchdog
+	if up {
+		log.Info("gateway running", "tun", tunName, "uplinks", len(cfg.Uplinks), "admin", ln.Addr().String(), "state_file", o.StateFile)
+		if err := notify("READY=1"); err != nil {
+			log.Warn("notify service manager", "err", err)
+		}
+		if every == 0 {
+			every, _ = daemon.SdWatchdogEnabled(false)
+		}
+		if every > 0 {
+			t := time.NewTicker(every / 2)
+			defer t.Stop()
+			watchdog = t.C
+		}
+	}
+
 loop:
-	for {
+	for up {
 		select {
 		case <-ctx.Done():
 			log.Info("stopping", "reason", ctx.Err())
@@ -255,6 +306,13 @@ loop:
 		case runErr = <-errc:
 			log.Error("stopping", "err", runErr)
 			break loop
+		case <-watchdog:
+			// Fed only while the control loop goes round.
+			if hb := o.Hooks.Heartbeat; hb == nil || time.Since(hb()) < every {
+				_ = notify("WATCHDOG=1")
+			} else {
+				log.Warn("control loop stalled: not feeding the watchdog", "last_round", hb())
+			}
 		case sig := <-sigs:
 			if sig != syscall.SIGHUP {
 				log.Info("stopping", "signal", sig.String())
@@ -287,6 +345,7 @@ loop:
 			}
 		}
 	}
+	_ = notify("STOPPING=1")
 	cancel()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()

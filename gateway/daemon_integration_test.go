@@ -93,6 +93,7 @@ func TestIntegrationDaemon(t *testing.T) {
 				},
 				Control: func(ctx context.Context, in ControlInputs) error {
 					started <- in
+					in.Running()
 					<-ctx.Done()
 					return nil
 				},

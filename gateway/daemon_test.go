@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -113,9 +114,24 @@ type daemonHarness struct {
 	cfgPath  string
 	state    string
 	tunClose chan struct{}
+	notes    chan string // what the daemon told the service manager
+}
+
+// daemonSetup varies startDaemonWith: gate, if set, holds the fake control
+// loop back until closed; watchdog and heartbeat go to DaemonOptions and
+// Hooks.
+type daemonSetup struct {
+	gate      chan struct{}
+	watchdog  time.Duration
+	heartbeat func() time.Time
 }
 
 func startDaemon(t *testing.T, text string, tunUp bool) *daemonHarness {
+	t.Helper()
+	return startDaemonWith(t, text, tunUp, daemonSetup{})
+}
+
+func startDaemonWith(t *testing.T, text string, tunUp bool, setup daemonSetup) *daemonHarness {
 	t.Helper()
 	path := writeConfig(t, text)
 	cfg, err := config.Load(path)
@@ -131,6 +147,7 @@ func startDaemon(t *testing.T, text string, tunUp bool) *daemonHarness {
 		cfgPath:  path,
 		state:    filepath.Join(t.TempDir(), "sysctl.json"),
 		tunClose: make(chan struct{}),
+		notes:    make(chan string, 64),
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -148,13 +165,26 @@ func startDaemon(t *testing.T, text string, tunUp bool) *daemonHarness {
 		},
 		Control: func(ctx context.Context, in ControlInputs) error {
 			h.inputs <- in
+			if setup.gate != nil {
+				<-setup.gate
+			}
+			in.Running()
 			<-ctx.Done()
 			return nil
 		},
+		Heartbeat: setup.heartbeat,
+	}
+	notify := func(state string) error {
+		select {
+		case h.notes <- state:
+		default:
+		}
+		return nil
 	}
 	go func() {
 		h.done <- RunDaemon(context.Background(), DaemonOptions{ConfigPath: path, Config: cfg, Ops: h.ops,
-			Monitor: h.watcher, StateFile: h.state, Signals: h.signals, AdminListener: ln, Hooks: hooks})
+			Monitor: h.watcher, StateFile: h.state, Signals: h.signals, AdminListener: ln, Hooks: hooks,
+			Notify: notify, Watchdog: setup.watchdog})
 	}()
 	return h
 }
@@ -367,4 +397,52 @@ func TestDaemonControlErrorStops(t *testing.T) {
 			t.Errorf("left behind: %v %v", ops.f.RuleSet, ops.f.RouteSet)
 		}
 	})
+}
+
+// TestDaemonNotifiesReadyAfterControlLoop: READY=1 goes out only once the
+// admin listener answers and the control loop serves; the watchdog is fed
+// while the control loop goes round; STOPPING=1 ends the run.
+func TestDaemonNotifiesReadyAfterControlLoop(t *testing.T) {
+	nstest.CheckNoLeaks(t)
+	gate := make(chan struct{})
+	var stalled atomic.Bool
+	h := startDaemonWith(t, goodConfig, true, daemonSetup{gate: gate, watchdog: 40 * time.Millisecond,
+		heartbeat: func() time.Time {
+			if stalled.Load() {
+				return time.Now().Add(-time.Minute)
+			}
+			return time.Now()
+		}})
+	recv(t, h.inputs, "control inputs")
+	// The admin listener already answers, the control loop does not serve.
+	if code, _ := httpGet(t, h.base+"/healthz"); code == 0 {
+		t.Fatal("no admin answer")
+	}
+	select {
+	case n := <-h.notes:
+		t.Fatalf("%q before the control loop ran", n)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(gate)
+	if n := recv(t, h.notes, "READY"); n != "READY=1" {
+		t.Fatalf("first notification %q, want READY=1", n)
+	}
+	if n := recv(t, h.notes, "watchdog"); n != "WATCHDOG=1" {
+		t.Fatalf("then %q, want WATCHDOG=1", n)
+	}
+	// A control loop that stops going round starves the watchdog.
+	stalled.Store(true)
+	time.Sleep(60 * time.Millisecond)
+	for len(h.notes) > 0 {
+		<-h.notes
+	}
+	select {
+	case n := <-h.notes:
+		t.Fatalf("%q while the control loop stalled", n)
+	case <-time.After(150 * time.Millisecond):
+	}
+	h.stop(t)
+	if n := recv(t, h.notes, "STOPPING"); n != "STOPPING=1" {
+		t.Fatalf("at stop %q, want STOPPING=1", n)
+	}
 }

@@ -138,7 +138,9 @@ func TestComposeAndUnit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"\nExecStart=/usr/local/bin/shim6gw run --config /etc/shim6gw/shim6gw.yaml",
+		"\nExecStart=/usr/local/bin/shim6gw run -c /etc/shim6gw/shim6gw.yaml",
+		"\nType=notify\n",
+		"\nWatchdogSec=",
 		"\nExecReload=/bin/kill -HUP $MAINPID\n",
 		"\nAmbientCapabilities=CAP_NET_ADMIN\n",
 		"\nCapabilityBoundingSet=CAP_NET_ADMIN\n",
