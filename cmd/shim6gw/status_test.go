@@ -2,14 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/shim6gw/shim6gw/gateway/metrics"
+	"github.com/shim6gw/shim6gw/gateway/plumbing"
 )
 
 func TestStatus(t *testing.T) {
@@ -56,5 +59,62 @@ func TestStatusErrors(t *testing.T) {
 	}
 	if _, errs, status := runCmd(t, "status", "extra"); status != 2 || errs != "shim6gw: status: unexpected argument \"extra\"\n" {
 		t.Errorf("extra argument: %d %q", status, errs)
+	}
+}
+
+type fakeUplinks []plumbing.UplinkStatus
+
+func (f fakeUplinks) UplinkStates() []plumbing.UplinkStatus { return f }
+
+type fakeContexts []metrics.ContextInfo
+
+func (f fakeContexts) Contexts() []metrics.ContextInfo { return f }
+
+// TestStatusUplinksAndReadiness: status finds the admin listener through
+// admin.listen of -c, and prints readiness, the uplinks and the contexts,
+// as text and as JSON.
+func TestStatusUplinksAndReadiness(t *testing.T) {
+	since := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	a := metrics.NewAdmin(metrics.AdminOptions{
+		Uplinks: fakeUplinks{
+			{Name: "a", Interface: "upA", Up: true, Reason: plumbing.ReasonUp, Since: since},
+			{Name: "b", Interface: "upB", Reason: plumbing.ReasonNoCarrier, Since: since},
+		},
+		TUNUp:    func() bool { return true },
+		Contexts: fakeContexts{{LocalULID: netip.MustParseAddr("2001:db8:a:1::10"), PeerULID: netip.MustParseAddr("2001:db8:c:1::20"), State: "established"}},
+		Ready:    []metrics.ReadyCheck{{Name: "locators", Check: func() error { return errors.New("no usable uplink") }}},
+	})
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	cfg := writeCheckConfig(t, checkConfig+"admin:\n  listen: "+strings.TrimPrefix(srv.URL, "http://")+"\n")
+	out, errs, status := runCmd(t, "status", "-c", cfg)
+	if status != 0 || errs != "" {
+		t.Fatalf("status %d, stderr %q", status, errs)
+	}
+	for _, want := range []string{"gateway NOT READY\n", "  ok   tun\n", "  FAIL locators: no usable uplink\n",
+		"a       upA        up     up          2026-12-04T10:00:00Z", "b       upB        down   no carrier", "1 context(s)\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, errs, status = runCmd(t, "status", "--admin", srv.URL, "--json")
+	if status != 0 || errs != "" {
+		t.Fatalf("--json: status %d, stderr %q", status, errs)
+	}
+	var got struct {
+		Ready    bool
+		Checks   []metrics.CheckInfo
+		Uplinks  []metrics.UplinkInfo
+		Contexts []metrics.ContextInfo
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	if got.Ready || len(got.Checks) != 3 || len(got.Uplinks) != 2 || got.Uplinks[1].Reason != "no carrier" ||
+		len(got.Contexts) != 1 || got.Contexts[0].State != "established" {
+		t.Errorf("json %+v", got)
+	}
+	if _, errs, status := runCmd(t, "status", "-c", filepath.Join(t.TempDir(), "none.yaml")); status != 2 || !strings.HasPrefix(errs, "shim6gw: status: config: ") {
+		t.Errorf("missing -c file: %d %q", status, errs)
 	}
 }

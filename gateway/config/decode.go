@@ -535,3 +535,24 @@ func (d *decoder) validateRules() {
 		d.bad("rules.protocol", "%d is not in 5..255", r.Protocol)
 	}
 }
+
+// AdminListen returns admin.listen of the file at path (the default when
+// the file leaves it out) without validating the rest or reading the HBA
+// secret, so that `shim6gw status` finds the gateway as any user.
+func AdminListen(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("config: %w", err)
+	}
+	var f struct {
+		Admin AdminConfig `yaml:"admin"`
+	}
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		line, msg := yamlErrorLine(err.Error())
+		return "", &Error{Line: line, Kind: ErrInvalid, Msg: "bad YAML: " + msg}
+	}
+	if f.Admin.Listen == "" {
+		return DefaultAdminListen, nil
+	}
+	return f.Admin.Listen, nil
+}

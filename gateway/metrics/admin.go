@@ -57,6 +57,7 @@ func NewAdmin(opts AdminOptions) *Admin {
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("GET /readyz", a.readyz)
 	a.mux.HandleFunc("GET /debug/contexts", a.contexts)
+	a.mux.HandleFunc("GET /debug/status", a.status)
 	return a
 }
 
@@ -144,12 +145,46 @@ func writeChecks(w http.ResponseWriter, results []checkResult) {
 
 func (a *Admin) healthz(w http.ResponseWriter, _ *http.Request) { writeChecks(w, a.liveness()) }
 
-func (a *Admin) readyz(w http.ResponseWriter, _ *http.Request) {
+func (a *Admin) readiness() []checkResult {
 	results := a.liveness()
 	for _, c := range a.opts.Ready {
 		results = append(results, checkResult{c.Name, c.Check()})
 	}
-	writeChecks(w, results)
+	return results
+}
+
+func (a *Admin) readyz(w http.ResponseWriter, _ *http.Request) { writeChecks(w, a.readiness()) }
+
+func (a *Admin) status(w http.ResponseWriter, _ *http.Request) {
+	resp := StatusResponse{Ready: true, Checks: []CheckInfo{}, Uplinks: []UplinkInfo{}}
+	for _, r := range a.readiness() {
+		c := CheckInfo{Name: r.name, OK: r.err == nil}
+		if r.err != nil {
+			resp.Ready, c.Error = false, r.err.Error()
+		}
+		resp.Checks = append(resp.Checks, c)
+	}
+	if a.opts.Uplinks != nil {
+		for _, u := range a.opts.Uplinks.UplinkStates() {
+			ui := UplinkInfo{Name: u.Name, Interface: u.Interface, Up: u.Up, Reason: u.Reason}
+			if !u.Since.IsZero() {
+				ui.Since = &u.Since
+			}
+			resp.Uplinks = append(resp.Uplinks, ui)
+		}
+	}
+	writeJSON(w, a.opts.Log, resp)
+}
+
+// writeJSON answers 200 with v, indented.
+func writeJSON(w http.ResponseWriter, log *slog.Logger, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		log.Warn("write admin response", "err", err)
+	}
 }
 
 func (a *Admin) contexts(w http.ResponseWriter, _ *http.Request) {
@@ -158,11 +193,5 @@ func (a *Admin) contexts(w http.ResponseWriter, _ *http.Request) {
 		resp.Contexts = append(resp.Contexts, a.opts.Contexts.Contexts()...)
 	}
 	sortContexts(resp.Contexts)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(resp); err != nil {
-		a.opts.Log.Warn("write /debug/contexts", "err", err)
-	}
+	writeJSON(w, a.opts.Log, resp)
 }

@@ -167,21 +167,107 @@ var ErrAdminStatus = errors.New("gateway: admin listener error")
 // FetchContexts gets /debug/contexts from a running gateway's admin
 // listener (base like "http://127.0.0.1:9146"), for `shim6gw status`.
 func FetchContexts(ctx context.Context, client *http.Client, base string) ([]ContextInfo, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/debug/contexts", nil)
+	var r ContextsResponse
+	if err := getJSON(ctx, client, base+"/debug/contexts", &r); err != nil {
+		return nil, err
+	}
+	return r.Contexts, nil
+}
+
+// StatusResponse is the body of /debug/status: readiness, one entry per
+// check of /readyz, and the uplinks as the monitor sees them.
+type StatusResponse struct {
+	Ready   bool         `json:"ready"`
+	Checks  []CheckInfo  `json:"checks"`
+	Uplinks []UplinkInfo `json:"uplinks"`
+}
+
+// CheckInfo is one /readyz condition.
+type CheckInfo struct {
+	Name  string `json:"name"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+// UplinkInfo is one uplink's state; Reason says why it is down ("up"
+// while it is up).
+type UplinkInfo struct {
+	Name      string     `json:"name"`
+	Interface string     `json:"interface"`
+	Up        bool       `json:"up"`
+	Reason    string     `json:"reason"`
+	Since     *time.Time `json:"since"` // null: no change seen yet
+}
+
+// FetchStatus gets /debug/status; it returns nil and no error from a
+// gateway too old to serve it (404).
+func FetchStatus(ctx context.Context, client *http.Client, base string) (*StatusResponse, error) {
+	var r StatusResponse
+	if err := getJSON(ctx, client, base+"/debug/status", &r); err != nil {
+		if errors.Is(err, errNotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return &r, nil
+}
+
+var errNotFound = fmt.Errorf("%w: 404 Not Found", ErrAdminStatus)
+
+// getJSON decodes the JSON body of a GET of url into v.
+func getJSON(ctx context.Context, client *http.Client, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+		return fmt.Errorf("gateway: %w", err)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: fetch contexts: %w", err)
+		return fmt.Errorf("gateway: fetch %s: %w", req.URL.Path, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%w: %s", ErrAdminStatus, resp.Status)
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return errNotFound
+	default:
+		return fmt.Errorf("%w: %s", ErrAdminStatus, resp.Status)
 	}
-	var r ContextsResponse
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&r); err != nil {
-		return nil, fmt.Errorf("gateway: decode contexts: %w", err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(v); err != nil {
+		return fmt.Errorf("gateway: decode %s: %w", req.URL.Path, err)
 	}
-	return r.Contexts, nil
+	return nil
+}
+
+// RenderHealth writes the readiness checks and the uplinks as `shim6gw
+// status` prints them above the contexts.
+func RenderHealth(w io.Writer, s *StatusResponse) error {
+	ready := "ready"
+	if !s.Ready {
+		ready = "NOT READY"
+	}
+	fmt.Fprintf(w, "gateway %s\n", ready)
+	for _, c := range s.Checks {
+		if c.OK {
+			fmt.Fprintf(w, "  ok   %s\n", c.Name)
+		} else {
+			fmt.Fprintf(w, "  FAIL %s: %s\n", c.Name, c.Error)
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nUPLINK\tINTERFACE\tSTATE\tREASON\tSINCE")
+	for _, u := range s.Uplinks {
+		state, since := "down", "-"
+		if u.Up {
+			state = "up"
+		}
+		if u.Since != nil {
+			since = u.Since.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Name, u.Interface, state, u.Reason, since)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w)
+	return err
 }
