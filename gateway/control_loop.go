@@ -198,6 +198,9 @@ func (l *controlLoop) received(now time.Time, pkt []byte) {
 	off := it.Offset()
 	switch it.Proto() {
 	case shim6.ProtocolNumber:
+		if l.log.Enabled(context.Background(), slog.LevelDebug) {
+			l.log.Debug("control message received", "type", messageType(pkt[off:]), "src", h.Src(), "dst", h.Dst(), "len", len(pkt)-off)
+		}
 		l.c.opts.Capture.WritePacket(now, pkt)
 		l.apply(l.eng.HandleControl(now, h.Src(), h.Dst(), pkt[off:]))
 	case ip6.ProtoICMPv6:
@@ -205,6 +208,14 @@ func (l *controlLoop) received(now time.Time, pkt []byte) {
 			l.apply(l.eng.HandleICMP(now, pkt[off], pkt[off+1], pkt[off+8:]))
 		}
 	}
+}
+
+// messageType names the type of control message msg for the debug log.
+func messageType(msg []byte) string {
+	if len(msg) < 3 {
+		return "truncated"
+	}
+	return metrics.TypeLabel(shim6.Type(msg[2] & 0x7f))
 }
 
 // notice hands a data-plane notice to the engine.
@@ -237,6 +248,8 @@ func (l *controlLoop) uplink(now time.Time, e plumbing.UplinkEvent) {
 		return
 	}
 	l.linkDown[e.Uplink] = !e.Up
+	// One line per change, with the monitor's reason: admin down, no
+	// carrier, no global address, no default route, interface missing.
 	if e.Up {
 		l.log.Info("uplink up", "uplink", e.Uplink)
 	} else {
@@ -399,7 +412,11 @@ func (l *controlLoop) apply(a *shim6.Actions) {
 	}
 	l.snapDirty = true
 	now := time.Now()
+	debug := l.log.Enabled(context.Background(), slog.LevelDebug)
 	for _, p := range a.Packets {
+		if debug {
+			l.log.Debug("control message sent", "type", messageType(p.Payload), "src", p.Src, "dst", p.Dst, "len", len(p.Payload))
+		}
 		l.pkt = shim6.AppendIPv6Control(l.pkt[:0], p.Src, p.Dst, p.Payload)
 		l.c.opts.Capture.WritePacket(now, l.pkt)
 		// The kernel routes it out of the uplink of its source (docs/architecture.md §3).

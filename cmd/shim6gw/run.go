@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -44,28 +45,38 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	if code, done := parseFlags(fset, args, runUsage, stdout, stderr); done {
 		return code
 	}
+	format := *logFormat
+	// fatal reports the error that ends the run: one JSON log line with
+	// --log-format json (or log.format json), else the usual stderr line.
+	fatal := func(code int, err error) int {
+		if format != "json" {
+			return failf(stderr, code, "run: %s", oneLine(err))
+		}
+		slog.New(slog.NewJSONHandler(stderr, nil)).Error("shim6gw: run: fatal", "err", oneLine(err), "exit_status", code)
+		return code
+	}
 	cfg, code, err := loadConfig(*cfgPath)
 	if err != nil {
-		return failf(stderr, code, "run: %s", oneLine(err))
+		return fatal(code, err)
 	}
-	format := cfg.Log.Format
-	if *logFormat != "" {
-		format = *logFormat
+	if format == "" {
+		format = cfg.Log.Format
 	}
 	log, level, err := gateway.NewLogger(stderr, format, cfg.Log.Level)
 	if err != nil {
-		return failf(stderr, exitUsage, "run: %v", err)
+		format = "text"
+		return fatal(exitUsage, err)
 	}
 	var capt *pcap.Capture
 	if *capture != "" {
 		if capt, err = pcap.OpenCapture(*capture); err != nil {
-			return failf(stderr, exitFail, "run: %v", err)
+			return fatal(exitFail, err)
 		}
 		defer capt.Close()
 	}
 	ops, err := plumbing.NewNetlinkOps(nil)
 	if err != nil {
-		return failf(stderr, exitFail, "run: %v", err)
+		return fatal(exitFail, err)
 	}
 	defer ops.Close()
 	icmpSrc := globalAddr(cfg.LAN.Interface)
@@ -82,7 +93,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		log.Warn("capture stopped", "err", cerr)
 	}
 	if err != nil {
-		return failf(stderr, gateway.ExitCode(err), "run: %s", oneLine(err))
+		return fatal(gateway.ExitCode(err), err)
 	}
 	return exitOK
 }

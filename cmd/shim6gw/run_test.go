@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -64,5 +65,25 @@ func TestOpenTUNBackends(t *testing.T) {
 	}
 	if _, err := openTUN(config.TUNConfig{Name: "s6dx", Backend: "tap", MTU: 1500}); err == nil || err.Error() != `unknown tun backend "tap"` {
 		t.Errorf("backend tap: %v", err)
+	}
+}
+
+// TestRunFatalJSON: with --log-format json the error that stops run is one
+// JSON log line.
+func TestRunFatalJSON(t *testing.T) {
+	bad := writeCheckConfig(t, strings.Replace(checkConfig, "  hosts: 4", "  hosts: 0", 1))
+	out, errs, status := runCmd(t, "run", "--log-format", "json", "-c", bad)
+	if status != 2 || out != "" || strings.Count(errs, "\n") != 1 {
+		t.Fatalf("status %d, stdout %q, stderr %q", status, out, errs)
+	}
+	var line struct {
+		Level, Msg, Err string
+		ExitStatus      int `json:"exit_status"`
+	}
+	if err := json.Unmarshal([]byte(errs), &line); err != nil {
+		t.Fatalf("stderr is not JSON: %v: %q", err, errs)
+	}
+	if line.Level != "ERROR" || line.ExitStatus != 2 || !strings.HasPrefix(line.Err, "config: line 14: hba.hosts") {
+		t.Errorf("log line %+v", line)
 	}
 }

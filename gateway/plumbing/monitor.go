@@ -404,7 +404,8 @@ func (m *Monitor) flush(ctx context.Context) error {
 	evs := m.tracker.changes(m.opts.Now())
 	m.mu.Unlock()
 	for _, e := range evs {
-		m.opts.Log.Info("uplink state", "uplink", e.Uplink, "up", e.Up, "reason", e.Reason)
+		// The control loop logs the change at info; this is the raw event.
+		m.opts.Log.Debug("uplink event", "uplink", e.Uplink, "up", e.Up, "reason", e.Reason)
 		select {
 		case m.events <- e:
 		case <-ctx.Done():
