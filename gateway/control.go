@@ -198,6 +198,11 @@ func (c *Controller) Run(ctx context.Context, in ControlInputs) error {
 		return err
 	}
 	divert := tunnel.NewDivertQueue(c.opts.DivertQueue, max(in.Config.TUN.MTU, tunnel.ShimHeaderLen+shim6.MinMTU))
+	names := make([]string, len(in.Config.Uplinks))
+	for i, u := range in.Config.Uplinks {
+		names[i] = u.Name
+	}
+	c.dp.setUplinkNames(names)
 	pcfg := tunnel.Config{Processor: c.dp, Divert: divert}
 	if in.Metrics != nil {
 		pcfg.BatchSizes = in.Metrics.BatchSize

@@ -112,7 +112,7 @@ func TestControllerInDaemon(t *testing.T) {
 	}
 	_, metrics := httpGet(t, base+"/metrics")
 	for _, want := range []string{
-		`shim6gw_context_contexts{state="i1_sent"} 1`,
+		`shim6gw_contexts{state="i1_sent"} 1`,
 		`shim6gw_dataplane_packets_total{direction="outbound",path="passthrough"}`,
 		`shim6gw_tunnel_batch_size_count`,
 		`shim6gw_control_messages_total{direction="tx",type="i1"} `,

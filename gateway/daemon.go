@@ -204,7 +204,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 		}
 	}
 	mets := metrics.NewMetrics(metrics.MetricsOptions{Version: o.Version, Revision: o.Revision, Control: o.Hooks.ControlStats,
-		Dataplane: o.Hooks.DataplaneStats, Uplinks: mon, TUNUp: tunUp, TUNDropped: tunDropped, Runtime: true})
+		Dataplane: o.Hooks.DataplaneStats, Uplinks: mon, TUNUp: tunUp, TUNDropped: tunDropped, Plumbing: plumber.Verify, Runtime: true})
 	ready := append([]metrics.ReadyCheck{{Name: "plumbing", Check: plumber.Verify}}, o.Hooks.Ready...)
 	admin := metrics.NewAdmin(metrics.AdminOptions{Metrics: mets, Contexts: o.Hooks.Contexts, Uplinks: mon,
 		TUNUp: tunUp, Ready: ready, Log: log})

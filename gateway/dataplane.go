@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"net/netip"
 	"sync/atomic"
 	"time"
 
 	"github.com/shim6gw/shim6gw/internal/ip6"
 
+	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/gateway/metrics"
 	"github.com/shim6gw/shim6gw/rewrite"
 	"github.com/shim6gw/shim6gw/shim6"
@@ -50,6 +52,11 @@ type Dataplane struct {
 	// bytes counts packet bytes by direction and path kind (rewrite
 	// counts packets only).
 	bytes [rewrite.NumDirections][rewrite.NumPathKinds]atomic.Uint64
+	// uplinkPackets and uplinkBytes count what left (outbound, by source
+	// locator) or arrived (inbound, by destination locator) through each
+	// uplink, in configuration order.
+	uplinkPackets, uplinkBytes [config.MaxUplinks][rewrite.NumDirections]atomic.Uint64
+	uplinkNames                atomic.Pointer[[]string]
 
 	// NoticeDrops counts notices lost because the control loop was
 	// behind; ICMPDiverted counts ICMPv6 errors about our control
@@ -91,6 +98,7 @@ func (d *Dataplane) Process(b *tunnel.Batch) {
 	now := d.clock.nanos() // one reading per batch (rewrite.Process)
 	t := d.rw.Table()
 	var bytes [rewrite.NumDirections][rewrite.NumPathKinds]uint64
+	var upPkts, upBytes [config.MaxUplinks][rewrite.NumDirections]uint64
 	for i := range b.Packets {
 		p := &b.Packets[i]
 		buf := b.Buf(i)
@@ -104,8 +112,22 @@ func (d *Dataplane) Process(b *tunnel.Batch) {
 			bytes[dir][rewrite.PathControl] += uint64(p.End - p.Start)
 			continue
 		}
+		up, wire := -1, p.End-p.Start
+		if dir == rewrite.Inbound {
+			// The uplink it came by: its destination locator, before the
+			// payload header is stripped and the ULID restored.
+			up = uplinkOf(t, buf[p.Start:p.End], ip6.OffDst)
+		}
 		res := d.rw.Process(dir, buf, p.Start, p.End, now)
 		p.Start, p.End = res.Start, res.End
+		if dir == rewrite.Outbound {
+			up, wire = uplinkOf(t, buf[p.Start:p.End], ip6.OffSrc), p.End-p.Start
+		}
+		// Bytes as on the uplink: inbound as received, outbound as sent.
+		if up >= 0 && up < config.MaxUplinks && res.Verdict == rewrite.Forward {
+			upPkts[up][dir]++
+			upBytes[up][dir] += uint64(wire)
+		}
 		switch res.Verdict {
 		case rewrite.Forward, rewrite.Reply:
 			p.Verdict = tunnel.Forward
@@ -132,7 +154,28 @@ func (d *Dataplane) Process(b *tunnel.Batch) {
 			}
 		}
 	}
+	for u := range upPkts {
+		for dir, n := range upPkts[u] {
+			if n != 0 {
+				d.uplinkPackets[u][dir].Add(n)
+				d.uplinkBytes[u][dir].Add(upBytes[u][dir])
+			}
+		}
+	}
 }
+
+// uplinkOf returns the uplink whose prefix holds the address at off of
+// pkt, or -1.
+func uplinkOf(t *rewrite.Table, pkt []byte, off int) int {
+	if len(pkt) < ip6.HeaderLen {
+		return -1
+	}
+	return t.UplinkOf(netip.AddrFrom16([16]byte(pkt[off : off+16])))
+}
+
+// setUplinkNames names the uplinks, in configuration order, for
+// DataplaneStats.
+func (d *Dataplane) setUplinkNames(names []string) { d.uplinkNames.Store(&names) }
 
 // ICMPv6 Parameter Problem, unrecognized Next Header (RFC 4443 §3.4).
 const (
@@ -173,6 +216,19 @@ func (d *Dataplane) DataplaneStats() metrics.DataplaneStats {
 		for r := rewrite.DropMalformed; r < rewrite.NumDropReasons; r++ {
 			if n := st.Drops[dir][r].Load(); n != 0 {
 				ds.Drops[metrics.DropKey{Direction: dl, Reason: r.String()}] += n
+			}
+		}
+	}
+	if np := d.uplinkNames.Load(); np != nil {
+		ds.UplinkPackets, ds.UplinkBytes = map[metrics.UplinkKey]uint64{}, map[metrics.UplinkKey]uint64{}
+		for u, name := range *np {
+			if u >= config.MaxUplinks {
+				break
+			}
+			for dir := range rewrite.NumDirections {
+				k := metrics.UplinkKey{Uplink: name, Direction: dir.String()}
+				ds.UplinkPackets[k] = d.uplinkPackets[u][dir].Load()
+				ds.UplinkBytes[k] = d.uplinkBytes[u][dir].Load()
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/shim6gw/shim6gw/internal/ip6"
 
 	"github.com/shim6gw/shim6gw/gateway/metrics"
@@ -96,6 +97,7 @@ func (r *dpRig) out(t *testing.T) []byte {
 
 func TestDataplaneOutboundInbound(t *testing.T) {
 	r := newDPRig(t, 8, false)
+	r.dp.setUplinkNames([]string{"a", "b"})
 	// Outbound: ULIDs become locators and the payload header carries
 	// CT(peer); the payload is untouched (RFC 5533 §5.2, §11).
 	pkt := udpPacket(dpHost, dpPeer, "hello")
@@ -120,6 +122,15 @@ func TestDataplaneOutboundInbound(t *testing.T) {
 		t.Fatalf("inbound\n%x\nwant\n%x", back, want)
 	}
 	ds := r.dp.DataplaneStats()
+	// Both went by uplink b: out from the B locator, in to it.
+	wantUp := map[metrics.UplinkKey]uint64{{Uplink: "a", Direction: "outbound"}: 0, {Uplink: "a", Direction: "inbound"}: 0,
+		{Uplink: "b", Direction: "outbound"}: 1, {Uplink: "b", Direction: "inbound"}: 1}
+	if diff := cmp.Diff(wantUp, ds.UplinkPackets); diff != "" {
+		t.Errorf("uplink packets (-want +got):\n%s", diff)
+	}
+	if got, want := ds.UplinkBytes[metrics.UplinkKey{Uplink: "b", Direction: "inbound"}], uint64(len(in)); got != want {
+		t.Errorf("uplink b inbound bytes %d, want %d (as received, with the payload header)", got, want)
+	}
 	for _, k := range []metrics.PathKey{{Direction: "outbound", Path: "outbound_shim"}, {Direction: "inbound", Path: "inbound_shim"}} {
 		if ds.Packets[k] != 1 {
 			t.Errorf("packets[%v] = %d, want 1", k, ds.Packets[k])

@@ -341,6 +341,10 @@ func (t *Table) uplinkOf(a netip.Addr) int {
 	return -1
 }
 
+// UplinkOf returns the index of the uplink (in Config.Uplinks order)
+// whose prefix holds a, or -1.
+func (t *Table) UplinkOf(a netip.Addr) int { return t.uplinkOf(a) }
+
 func (t *Table) uplinkUp(i int) bool { return i < 0 || !t.uplinks[i].Down }
 
 // IsLocalAddr reports whether a lies in one of the site prefixes, i.e. is

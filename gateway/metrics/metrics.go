@@ -78,6 +78,9 @@ type MessageKey struct{ Type, Direction string }
 // PathKey labels a data-plane packet or byte counter.
 type PathKey struct{ Direction, Path string }
 
+// UplinkKey labels a per-uplink packet or byte counter.
+type UplinkKey struct{ Uplink, Direction string }
+
 // DropKey labels a data-plane drop counter.
 type DropKey struct{ Direction, Reason string }
 
@@ -97,6 +100,10 @@ type DataplaneStats struct {
 	Packets map[PathKey]uint64
 	Bytes   map[PathKey]uint64
 	Drops   map[DropKey]uint64
+	// UplinkPackets and UplinkBytes count forwarded packets by the uplink
+	// they left or arrived by (outbound by source, inbound by destination
+	// locator); every configured uplink appears.
+	UplinkPackets, UplinkBytes map[UplinkKey]uint64
 	// NoticeDrops: "traffic seen" and other notices lost because the
 	// control loop's queue was full. InjectErrors: control packets the
 	// TUN refused.
@@ -130,6 +137,9 @@ type MetricsOptions struct {
 	// TUNDropped reads the kernel's tx_dropped counter of the TUN (packets
 	// the kernel could not queue for the gateway); ok false: not exported.
 	TUNDropped func() (n uint64, ok bool)
+	// Plumbing checks that the installed rules and routes are all in the
+	// kernel (nil: not exported).
+	Plumbing func() error
 	// Runtime adds the Go runtime and process collectors.
 	Runtime bool
 }
@@ -143,6 +153,7 @@ type Metrics struct {
 	BatchSize        prometheus.Histogram // packets per TUN read (tunnel.Config.BatchSizes)
 
 	reloadsOK, reloadsFailed atomic.Uint64
+	lastReloadFailed         atomic.Bool
 
 	opts  MetricsOptions
 	reg   *prometheus.Registry
@@ -152,7 +163,7 @@ type Metrics struct {
 
 type metricDescs struct {
 	buildInfo, contexts, establishments, messages, controlDrops, explorations, failovers, uplinkUp, tunUp, packets, bytes, packetDrops,
-	reloads, noticeDrops, injectErrors, tunDropped *prometheus.Desc
+	reloads, lastReloadOK, plumbing, noticeDrops, injectErrors, tunDropped, uplinkPackets, uplinkBytes *prometheus.Desc
 }
 
 // newHistogram builds a histogram named shim6gw_<subsystem>_<name> and
@@ -183,13 +194,17 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 	m.BatchSize = m.newHistogram("tunnel", "batch_size", "Packets per TUN read.", BatchBuckets)
 	m.descs = metricDescs{
 		buildInfo:      m.newDesc("", "build_info", "Build information; always 1.", "version", "revision", "goversion"),
-		contexts:       m.newDesc("context", "contexts", "Shim6 contexts by state (RFC 5533 §6.2).", "state"),
+		contexts:       m.newDesc("", "contexts", "Shim6 contexts by state (RFC 5533 §6.2).", "state"),
 		establishments: m.newDesc("context", "establishments_total", "Context establishments by result.", "result"),
 		messages:       m.newDesc("control", "messages_total", "Shim6 control messages by type and direction.", "type", "direction"),
 		controlDrops:   m.newDesc("control", "dropped_messages_total", "Control messages the engine ignored, by reason.", "reason"),
 		explorations:   m.newDesc("reap", "explorations_total", "REAP path explorations started (RFC 5534 §4.3)."),
 		failovers:      m.newDesc("reap", "failovers_total", "REAP moves of a context to another locator pair."),
 		uplinkUp:       m.newDesc("uplink", "up", "1 while the uplink is usable (carrier, address, route).", "uplink"),
+		uplinkPackets:  m.newDesc("uplink", "packets_total", "Packets forwarded through the uplink: outbound by source, inbound by destination locator.", "uplink", "direction"),
+		uplinkBytes:    m.newDesc("uplink", "bytes_total", "Bytes forwarded through the uplink: outbound by source, inbound by destination locator.", "uplink", "direction"),
+		lastReloadOK:   m.newDesc("config", "last_reload_successful", "1 unless the last configuration reload (SIGHUP) was rejected."),
+		plumbing:       m.newDesc("plumbing", "installed", "1 while every rule and route the gateway installed is in the kernel."),
 		tunUp:          m.newDesc("tunnel", "up", "1 while the TUN device is up."),
 		packets:        m.newDesc("dataplane", "packets_total", "Packets through the data plane by direction and path kind.", "direction", "path"),
 		bytes:          m.newDesc("dataplane", "bytes_total", "Bytes through the data plane by direction and path kind.", "direction", "path"),
@@ -222,6 +237,7 @@ func (m *Metrics) ObserveReload(ok bool) {
 	} else {
 		m.reloadsFailed.Add(1)
 	}
+	m.lastReloadFailed.Store(!ok)
 }
 
 // Describe implements prometheus.Collector.
@@ -229,7 +245,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	d := m.descs
 	for _, x := range []*prometheus.Desc{d.buildInfo, d.contexts, d.establishments, d.messages, d.controlDrops,
 		d.explorations, d.failovers, d.uplinkUp, d.tunUp, d.packets, d.bytes,
-		d.packetDrops, d.reloads, d.noticeDrops, d.injectErrors, d.tunDropped} {
+		d.packetDrops, d.reloads, d.lastReloadOK, d.plumbing, d.noticeDrops, d.injectErrors, d.tunDropped, d.uplinkPackets, d.uplinkBytes} {
 		ch <- x
 	}
 }
@@ -297,6 +313,29 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(d.injectErrors, ds.InjectErrors)
 	counter(d.reloads, m.reloadsOK.Load(), "success")
 	counter(d.reloads, m.reloadsFailed.Load(), "failure")
+	gauge(d.lastReloadOK, b2f(!m.lastReloadFailed.Load()))
+	if m.opts.Plumbing != nil {
+		gauge(d.plumbing, b2f(m.opts.Plumbing() == nil))
+	}
+	for _, k := range sortedKeys(ds.UplinkPackets) {
+		counter(d.uplinkPackets, ds.UplinkPackets[k], k.Uplink, k.Direction)
+		counter(d.uplinkBytes, ds.UplinkBytes[k], k.Uplink, k.Direction)
+	}
+}
+
+// sortedKeys orders the uplink keys for a stable exposition.
+func sortedKeys(m map[UplinkKey]uint64) []UplinkKey {
+	keys := make([]UplinkKey, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].Uplink != keys[j].Uplink {
+			return keys[i].Uplink < keys[j].Uplink
+		}
+		return keys[i].Direction < keys[j].Direction
+	})
+	return keys
 }
 
 func b2f(b bool) float64 {

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -39,15 +40,18 @@ func testMetrics() *Metrics {
 			Failovers:       2,
 		},
 		Dataplane: fakeDataplane{
-			Packets:      map[PathKey]uint64{{"outbound", "outbound_shim"}: 1000, {"inbound", "inbound_shim"}: 900},
-			Bytes:        map[PathKey]uint64{{"outbound", "outbound_shim"}: 1500000},
-			Drops:        map[DropKey]uint64{{"inbound", "unknown_tag"}: 12},
-			NoticeDrops:  17,
-			InjectErrors: 4,
+			Packets:       map[PathKey]uint64{{"outbound", "outbound_shim"}: 1000, {"inbound", "inbound_shim"}: 900},
+			Bytes:         map[PathKey]uint64{{"outbound", "outbound_shim"}: 1500000},
+			Drops:         map[DropKey]uint64{{"inbound", "unknown_tag"}: 12},
+			UplinkPackets: map[UplinkKey]uint64{{"a", "outbound"}: 7, {"a", "inbound"}: 5, {"b", "outbound"}: 0, {"b", "inbound"}: 0},
+			UplinkBytes:   map[UplinkKey]uint64{{"a", "outbound"}: 7000, {"a", "inbound"}: 5000, {"b", "outbound"}: 0, {"b", "inbound"}: 0},
+			NoticeDrops:   17,
+			InjectErrors:  4,
 		},
 		Uplinks:    fakeUplinks{{Name: "b", Up: false}, {Name: "a", Up: true}},
 		TUNUp:      func() bool { return true },
 		TUNDropped: func() (uint64, bool) { return 23, true },
+		Plumbing:   func() error { return errors.New("rule gone") },
 		Runtime:    true,
 	})
 	m.FailoverDuration.Observe(0.7)
@@ -87,9 +91,9 @@ func TestMetricsSamples(t *testing.T) {
 	text := scrape(t, mux)
 	want := []string{
 		`shim6gw_build_info{goversion="` + runtime.Version() + `",revision="abc123",version="1.2.3"} 1`,
-		`shim6gw_context_contexts{state="established"} 5`,
-		`shim6gw_context_contexts{state="i1_sent"} 2`,
-		`shim6gw_context_contexts{state="no_support"} 0`,
+		`shim6gw_contexts{state="established"} 5`,
+		`shim6gw_contexts{state="i1_sent"} 2`,
+		`shim6gw_contexts{state="no_support"} 0`,
 		`shim6gw_context_establishments_total{result="established"} 7`,
 		`shim6gw_context_establishments_total{result="failed"} 1`,
 		`shim6gw_control_messages_total{direction="tx",type="i1"} 3`,
@@ -109,6 +113,11 @@ func TestMetricsSamples(t *testing.T) {
 		`shim6gw_tunnel_batch_size_count 4`,
 		`shim6gw_tunnel_batch_size_sum 293`,
 		`shim6gw_uplink_up{uplink="a"} 1`,
+		`shim6gw_uplink_packets_total{direction="outbound",uplink="a"} 7`,
+		`shim6gw_uplink_bytes_total{direction="inbound",uplink="a"} 5000`,
+		`shim6gw_uplink_packets_total{direction="inbound",uplink="b"} 0`,
+		`shim6gw_config_last_reload_successful 1`,
+		`shim6gw_plumbing_installed 0`,
 		`shim6gw_uplink_up{uplink="b"} 0`,
 		`shim6gw_tunnel_up 1`,
 		`shim6gw_dataplane_packets_total{direction="outbound",path="outbound_shim"} 1000`,
@@ -123,7 +132,7 @@ func TestMetricsSamples(t *testing.T) {
 		`shim6gw_tunnel_dropped_packets_total 23`,
 		`# TYPE shim6gw_tunnel_dropped_packets_total counter`,
 		`# TYPE shim6gw_reap_path_rtt_seconds histogram`,
-		`# TYPE shim6gw_context_contexts gauge`,
+		`# TYPE shim6gw_contexts gauge`,
 		`# TYPE shim6gw_control_messages_total counter`,
 	}
 	have := map[string]bool{}
@@ -148,7 +157,7 @@ func TestMetricsSamples(t *testing.T) {
 func TestMetricsNoSources(t *testing.T) {
 	m := NewMetrics(MetricsOptions{})
 	text := scrape(t, m.Handler())
-	for _, w := range []string{"shim6gw_tunnel_up 0", `shim6gw_context_contexts{state="established"} 0`,
+	for _, w := range []string{"shim6gw_tunnel_up 0", `shim6gw_contexts{state="established"} 0`,
 		"shim6gw_reap_failovers_total 0", "shim6gw_reap_failover_duration_seconds_count 0"} {
 		if !strings.Contains(text, "\n"+w+"\n") {
 			t.Errorf("missing %q", w)
@@ -188,15 +197,30 @@ func promtoolCheck(t *testing.T, text string) {
 func TestMetricNames(t *testing.T) {
 	names := MetricNames()
 	want := []string{
-		"shim6gw_build_info", "shim6gw_config_reloads_total", "shim6gw_context_contexts",
-		"shim6gw_context_establishments_total", "shim6gw_control_dropped_messages_total",
+		"shim6gw_build_info", "shim6gw_config_last_reload_successful", "shim6gw_config_reloads_total",
+		"shim6gw_context_establishments_total", "shim6gw_contexts", "shim6gw_control_dropped_messages_total",
 		"shim6gw_control_inject_errors_total", "shim6gw_control_messages_total", "shim6gw_dataplane_bytes_total",
-		"shim6gw_dataplane_dropped_notices_total", "shim6gw_dataplane_packets_total",
+		"shim6gw_dataplane_dropped_notices_total", "shim6gw_dataplane_packets_total", "shim6gw_plumbing_installed",
 		"shim6gw_reap_explorations_total", "shim6gw_reap_failover_duration_seconds", "shim6gw_reap_failovers_total",
 		"shim6gw_reap_path_rtt_seconds", "shim6gw_rewrite_dropped_packets_total", "shim6gw_tunnel_batch_size",
-		"shim6gw_tunnel_dropped_packets_total", "shim6gw_tunnel_up", "shim6gw_uplink_up",
+		"shim6gw_tunnel_dropped_packets_total", "shim6gw_tunnel_up", "shim6gw_uplink_bytes_total",
+		"shim6gw_uplink_packets_total", "shim6gw_uplink_up",
 	}
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Errorf("MetricNames =\n%v\nwant\n%v", names, want)
+	}
+}
+
+// TestLastReloadSuccessful follows the last SIGHUP's outcome.
+func TestLastReloadSuccessful(t *testing.T) {
+	m := NewMetrics(MetricsOptions{})
+	for _, step := range []struct {
+		ok   bool
+		want string
+	}{{false, "0"}, {true, "1"}, {false, "0"}} {
+		m.ObserveReload(step.ok)
+		if text := scrape(t, m.Handler()); !strings.Contains(text, "\nshim6gw_config_last_reload_successful "+step.want+"\n") {
+			t.Errorf("after a reload ok=%v: want %s", step.ok, step.want)
+		}
 	}
 }
