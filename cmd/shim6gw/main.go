@@ -31,7 +31,7 @@ var commands = []command{
 	{"status", "print the Shim6 contexts of a running gateway", runStatus},
 	{"hba", "print the site's HBA address plan (ULID and locators per host)", runHBA},
 	{"lab", "build the two-site namespace lab, fail a provider and report (needs root)", runLab},
-	{"version", "print the version", runVersion},
+	{"version", "print the version and VCS revision", runVersion},
 }
 
 func main() {
