@@ -22,7 +22,7 @@ import (
 
 // Conformance against Wireshark's dissector (issue 2 §3). tshark 4.0
 // reads control-message fields after the Type octet one octet early
-// (shim6-digest §13), so for control messages only the Type, P bit,
+// (operations guide §6.6), so for control messages only the Type, P bit,
 // length and checksum verdict are compared; the payload header is decoded
 // correctly and is compared in full, with the transport ports inside.
 

@@ -12,7 +12,7 @@ import (
 	"github.com/shim6gw/shim6gw/shim6"
 )
 
-// Tags used by the shim6-digest §11.3 vectors.
+// Tags used by the worked wire examples.
 const (
 	ctI shim6.ContextTag = 0x2A5B3C4D5E6F
 	ctR shim6.ContextTag = 0x0123456789AB
@@ -32,8 +32,9 @@ var (
 	locB = netip.MustParseAddr("2001:db8:b:1::10")
 )
 
-// TestDigestVectors reproduces every wire example of shim6-digest §11.3
-// byte for byte.
+// TestDigestVectors reproduces worked examples of every message type,
+// computed by hand from the RFC 5533 §5 and RFC 5534 §5 layouts, byte for
+// byte.
 func TestDigestVectors(t *testing.T) {
 	rv20 := make([]byte, 20)
 	for i := range rv20 {
