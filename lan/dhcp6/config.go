@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/shim6gw/shim6gw/lan"
 )
 
 // Defaults for keys the configuration leaves out (see DefaultConfig).
@@ -69,21 +71,11 @@ func DefaultConfig() Config {
 	}
 }
 
-// FieldError is one invalid key of a section; Key is the full key path
-// (e.g. "lan.dhcpv6.valid_lifetime") so the caller can find its line.
-type FieldError struct {
-	Key, Msg string
-}
-
-func (e *FieldError) Error() string { return e.Key + ": " + e.Msg }
-
 // Validate checks c for a book of bookLen entries. Keys are reported under
 // prefix (e.g. "lan.dhcpv6"); the result joins one *FieldError per problem.
 func (c *Config) Validate(prefix string, bookLen int) error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, &FieldError{Key: prefix + "." + key, Msg: fmt.Sprintf(format, args...)})
-	}
+	p := lan.Problems{Prefix: prefix}
+	bad := p.Add
 	if c.FirstEntry < 0 || c.FirstEntry >= bookLen {
 		bad("first_entry", "%d is not an entry of the book (0..%d, hba.hosts)", c.FirstEntry, bookLen-1)
 	} else if c.Entries < 0 || c.FirstEntry+c.Entries > bookLen {
@@ -126,7 +118,7 @@ func (c *Config) Validate(prefix string, bookLen int) error {
 	if c.DeclineHold < 0 {
 		bad("decline_hold", "%v is negative", c.DeclineHold)
 	}
-	return errors.Join(errs...)
+	return p.Err()
 }
 
 // checkDomain accepts a DNS name as RFC 1035 §2.3.4 bounds it.

@@ -1,10 +1,11 @@
 package ra
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/shim6gw/shim6gw/lan"
 )
 
 // Defaults (RFC 4861 §6.2.1, radvd's where the RFC leaves a choice).
@@ -58,19 +59,10 @@ func DefaultConfig() Config {
 	}
 }
 
-// FieldError is one invalid key; Key is the full key path.
-type FieldError struct {
-	Key, Msg string
-}
-
-func (e *FieldError) Error() string { return e.Key + ": " + e.Msg }
-
 // Validate checks c; keys are reported under prefix (e.g. "lan.ra").
 func (c *Config) Validate(prefix string) error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, &FieldError{Key: prefix + "." + key, Msg: fmt.Sprintf(format, args...)})
-	}
+	p := lan.Problems{Prefix: prefix}
+	bad := p.Add
 	if c.Interval < minInterval || c.Interval > maxInterval {
 		bad("interval", "%v is not in %v..%v (RFC 4861 §6.2.1)", c.Interval, minInterval, maxInterval)
 	}
@@ -99,5 +91,5 @@ func (c *Config) Validate(prefix string) error {
 			bad(fmt.Sprintf("domain_search[%d]", i), "%q is not a domain name", d)
 		}
 	}
-	return errors.Join(errs...)
+	return p.Err()
 }
