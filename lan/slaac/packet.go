@@ -76,9 +76,8 @@ func (tr *Translator) Inbound(buf []byte, start, end int, now int64) Verdict {
 		return Untouched
 	}
 	ulid := [16]byte(pkt[offDst : offDst+16])
-	e, pi, ok := tr.book.Lookup(netip.AddrFrom16(ulid))
-	i := e - int(tr.first)
-	if !ok || pi != 0 || i < 0 || i >= len(tr.byEntry) {
+	i, ok := tr.byULID[ulid]
+	if !ok {
 		return Untouched
 	}
 	m := tr.byEntry[i].Load()

@@ -99,7 +99,8 @@ type Translator struct {
 	prefix     [8]byte // the SLAAC /64
 	ulidPrefix [8]byte // the book's first /64
 	first      int32
-	ulids      [][16]byte // ulids[e-first]: entry e's ULID
+	ulids      [][16]byte         // ulids[e-first]: entry e's ULID
+	byULID     map[[16]byte]int32 // the inverse: e-first by ULID
 	idle       int64
 	kick       chan struct{} // a new mapping wants saving
 
@@ -150,8 +151,10 @@ func New(cfg Config, book *hba.Book, o Options) (*Translator, error) {
 		base := time.Now()
 		tr.now = func() int64 { return int64(time.Since(base)) }
 	}
+	tr.byULID = make(map[[16]byte]int32, n)
 	for i := range n {
 		tr.ulids[i] = book.Entry(first + i).ULID().As16()
+		tr.byULID[tr.ulids[i]] = int32(i)
 	}
 	for i := n - 1; i >= 0; i-- {
 		tr.free = append(tr.free, int32(first+i)) // lowest entry on top
