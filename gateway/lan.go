@@ -127,7 +127,13 @@ func StartLANServices(c LANServicesConfig, book *hba.Book, now func() int64, log
 		if s.RA, err = ra.New(c.RA, o); err != nil {
 			return nil, err
 		}
+		// The link-local address RAs come from appears a moment after
+		// the link comes up (and after DAD).
 		conn, err := ra.Listen(c.Interface)
+		for end := time.Now().Add(raListenWait); err != nil && time.Now().Before(end); {
+			time.Sleep(100 * time.Millisecond)
+			conn, err = ra.Listen(c.Interface)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -140,8 +146,12 @@ func StartLANServices(c LANServicesConfig, book *hba.Book, now func() int64, log
 	return s, nil
 }
 
-// slaacUpkeep is how often idle SLAAC mappings are expired.
-const slaacUpkeep = 10 * time.Second
+const (
+	// slaacUpkeep is how often idle SLAAC mappings are expired.
+	slaacUpkeep = 10 * time.Second
+	// raListenWait bounds the wait for the LAN's link-local address.
+	raListenWait = 5 * time.Second
+)
 
 // Close stops every service: the final RA goes out, the DHCPv6 lease file
 // and the SLAAC state file are written.
