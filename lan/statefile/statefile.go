@@ -18,10 +18,14 @@ import (
 // cannot make the gateway allocate without bound at start.
 const MaxSize = 64 << 20
 
-// Write replaces path with data atomically and durably. The file gets mode
-// 0600 (it names the site's hosts).
+// Write replaces path with data atomically and durably, creating its
+// directory (mode 0700) if needed. The file gets mode 0600 (it names the
+// site's hosts).
 func Write(path string, data []byte) (err error) {
 	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("statefile: %w", err)
+	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("statefile: %w", err)

@@ -7,7 +7,7 @@ import (
 )
 
 func TestWriteReplacesAndLeavesNoTemporary(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "shim6gw") // created by Write
 	p := filepath.Join(dir, "leases.json")
 	if b, err := Read(p); err != nil || b != nil {
 		t.Fatalf("missing file: %q, %v; want nil, nil", b, err)
