@@ -155,4 +155,22 @@ func TestIntegrationDHCPClientKeepsAddressAcrossRestartAndKill(t *testing.T) {
 			t.Errorf("crash=%v: host lost its address: %v", crash, addrsOn(t, host, "eth0"))
 		}
 	}
+
+	// Garbage to the server's multicast group is dropped and counted.
+	before := srv.Stats().Dropped[dhcp6.DropMalformed]
+	err := host.Do(func() error {
+		c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6unspecified})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.WriteToUDP([]byte{1, 2, 3, 0, 1, 0, 200}, &net.UDPAddr{IP: net.ParseIP("ff02::1:2"), Port: 547, Zone: "eth0"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !nstest.Eventually(5*time.Second, func() bool { return srv.Stats().Dropped[dhcp6.DropMalformed] > before }) {
+		t.Error("malformed message over the link not counted")
+	}
 }
