@@ -2,16 +2,14 @@
 // share: how their configuration sections report invalid keys.
 package lan
 
-import (
-	"errors"
-	"fmt"
-)
+import "errors"
 
 // FieldError is one invalid key of a configuration section. Key is the
 // full key path (e.g. "lan.dhcpv6.valid_lifetime"), so that the config
 // loader can find the key's line.
 type FieldError struct {
 	Key, Msg string
+	Line     int // 1-based line of the key when Decode found it; 0 otherwise
 }
 
 func (e *FieldError) Error() string { return e.Key + ": " + e.Msg }
@@ -27,7 +25,7 @@ func (p *Problems) Add(key, format string, args ...any) {
 	if p.Prefix != "" {
 		key = p.Prefix + "." + key
 	}
-	p.errs = append(p.errs, &FieldError{Key: key, Msg: fmt.Sprintf(format, args...)})
+	p.add(key, 0, format, args...)
 }
 
 // Err joins the problems (nil when there are none).
