@@ -43,12 +43,14 @@ ra:
   enabled: true
   interval: 30s
 slaac:
-  prefix: 2001:db8:a:5::/64
   idle_timeout: 90m
 `
 	d := dhcp6.DefaultConfig()
 	if err := lan.Decode(section(t, doc, "dhcpv6"), "lan.dhcpv6", &d); err != nil {
 		t.Fatal(err)
+	}
+	if err := lan.Decode(section(t, "slaac:\n  prefix: 2001:db8:a:5::/64\n", "slaac"), "lan.slaac", new(slaac.Config)); err == nil {
+		t.Error("lan.slaac.prefix accepted; the prefix is lan.slaac_prefix")
 	}
 	if !d.Enabled || d.FirstEntry != 16 || d.ValidLifetime != 3*time.Hour || d.PreferredLifetime != dhcp6.DefaultPreferredLifetime ||
 		len(d.DNSServers) != 1 || d.DNSServers[0] != netip.MustParseAddr("2001:db8:a:1::53") || d.DomainSearch[0] != "site.example" {
@@ -59,7 +61,7 @@ slaac:
 		t.Errorf("ra %+v, %v", r, err)
 	}
 	s := slaac.DefaultConfig()
-	if err := lan.Decode(section(t, doc, "slaac"), "lan.slaac", &s); err != nil || s.Prefix != netip.MustParsePrefix("2001:db8:a:5::/64") || s.IdleTimeout != 90*time.Minute {
+	if err := lan.Decode(section(t, doc, "slaac"), "lan.slaac", &s); err != nil || s.IdleTimeout != 90*time.Minute {
 		t.Errorf("slaac %+v, %v", s, err)
 	}
 }

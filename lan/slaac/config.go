@@ -21,9 +21,10 @@ const (
 // Config is the translation mode: Prefix is `lan.slaac_prefix`, the other
 // keys sit under `lan.slaac:`.
 type Config struct {
-	// Prefix is the /64 the gateway advertises with A=1; the zero prefix
-	// turns translation off.
-	Prefix netip.Prefix `yaml:"prefix"`
+	// Prefix is `lan.slaac_prefix`, the /64 the gateway advertises with
+	// A=1; the zero prefix turns translation off. It is decoded from its
+	// own key, not from the `lan.slaac:` section.
+	Prefix netip.Prefix `yaml:"-"`
 	// FirstEntry and Entries choose the book entries hosts are mapped to
 	// (Entries 0: to the end of the book); they must not overlap the
 	// DHCPv6 pool or the entries of static hosts.
