@@ -127,13 +127,7 @@ func StartLANServices(c LANServicesConfig, book *hba.Book, now func() int64, log
 		if s.RA, err = ra.New(c.RA, o); err != nil {
 			return nil, err
 		}
-		// The link-local address RAs come from appears a moment after
-		// the link comes up (and after DAD).
-		conn, err := ra.Listen(c.Interface)
-		for end := time.Now().Add(raListenWait); err != nil && time.Now().Before(end); {
-			time.Sleep(100 * time.Millisecond)
-			conn, err = ra.Listen(c.Interface)
-		}
+		conn, err := ra.Listen(c.Interface, raListenWait)
 		if err != nil {
 			return nil, err
 		}

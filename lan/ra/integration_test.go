@@ -27,13 +27,7 @@ func TestIntegrationHostLearnsRouterAndSLAACAddress(t *testing.T) {
 	_, eth := nstest.Veth(t, gw, "lan0", host, "eth0")
 	a := newAdvertiser(t, true, nil)
 	var conn *ndp.Conn
-	var err error
-	// The link-local address comes a moment after the link is up.
-	nstest.Eventually(5*time.Second, func() bool {
-		err = gw.Do(func() (err error) { conn, err = ra.Listen("lan0"); return err })
-		return err == nil
-	})
-	if err != nil {
+	if err := gw.Do(func() (err error) { conn, err = ra.Listen("lan0", 5*time.Second); return err }); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -86,7 +80,7 @@ func TestIntegrationHostLearnsRouterAndSLAACAddress(t *testing.T) {
 	}
 
 	// Malformed solicitations from the host's kernel stack are counted.
-	err = host.Do(func() error {
+	err := host.Do(func() error {
 		c, err := icmp.ListenPacket("ip6:ipv6-icmp", "::")
 		if err != nil {
 			return err

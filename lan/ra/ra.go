@@ -287,8 +287,18 @@ func (a *Advertiser) read(conn Conn, rs chan<- struct{}) error {
 
 // Listen opens the ICMPv6 socket on the LAN interface: link-local source
 // (RFC 4861 §4.2), joined to all-routers, receiving only RS and NS, with
-// the hop limit of each packet reported.
-func Listen(ifname string) (*ndp.Conn, error) {
+// the hop limit of each packet reported. It retries for up to wait: the
+// link-local address appears a moment after the link comes up.
+func Listen(ifname string, wait time.Duration) (*ndp.Conn, error) {
+	c, err := listen(ifname)
+	for end := time.Now().Add(wait); err != nil && time.Now().Before(end); {
+		time.Sleep(100 * time.Millisecond)
+		c, err = listen(ifname)
+	}
+	return c, err
+}
+
+func listen(ifname string) (*ndp.Conn, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return nil, fmt.Errorf("ra: %w", err)

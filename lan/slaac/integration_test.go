@@ -72,11 +72,7 @@ func TestIntegrationSLAACHostTalksThroughTranslation(t *testing.T) {
 		t.Fatal(err)
 	}
 	var conn *ndp.Conn
-	nstest.Eventually(5*time.Second, func() bool {
-		err = gw.Do(func() (err error) { conn, err = ra.Listen("lan0"); return err })
-		return err == nil
-	})
-	if err != nil {
+	if err := gw.Do(func() (err error) { conn, err = ra.Listen("lan0", 5*time.Second); return err }); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
