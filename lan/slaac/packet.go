@@ -93,11 +93,20 @@ func (tr *Translator) Inbound(buf []byte, start, end int, now int64) Verdict {
 	return Translated
 }
 
-// Touches reports whether Outbound or Inbound could change pkt; a GSO
+// Touches reports whether Outbound or Inbound could change pkt: a source
+// in the SLAAC prefix or a destination that is a ULID of the range. A GSO
 // super-packet that it touches must be split first (its checksum is
-// partial, and RFC 1624 updates need complete ones).
+// partial, and RFC 1624 updates need complete ones); the traffic of static
+// and DHCPv6 hosts keeps its offloads.
 func (tr *Translator) Touches(pkt []byte) bool {
-	return len(pkt) >= ipv6HeaderLen && ([8]byte(pkt[offSrc:offSrc+8]) == tr.prefix || [8]byte(pkt[offDst:offDst+8]) == tr.ulidPrefix)
+	if len(pkt) < ipv6HeaderLen {
+		return false
+	}
+	if [8]byte(pkt[offSrc:offSrc+8]) == tr.prefix {
+		return true
+	}
+	_, ok := tr.byULID[[16]byte(pkt[offDst:offDst+16])]
+	return ok
 }
 
 // ipv6Packet returns the IPv6 packet in buf[start:end] without link

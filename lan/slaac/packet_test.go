@@ -124,6 +124,19 @@ func TestPacketsOutsideTheTranslationAreUntouched(t *testing.T) {
 			t.Errorf("%s: bytes changed", name)
 		}
 	}
+	for name, c := range map[string]struct {
+		pkt  []byte
+		want bool
+	}{
+		"from a SLAAC host":      {ip6(hostStable, peer, protoTCP, tcpSeg(1)), true},
+		"to a ULID of the range": {ip6(peer, f.ulid(5), protoTCP, tcpSeg(1)), true},
+		"to a static host":       {ip6(peer, f.ulid(0), protoTCP, tcpSeg(1)), false},
+		"from a static host":     {ip6(f.ulid(0), peer, protoTCP, tcpSeg(1)), false},
+	} {
+		if got := f.tr.Touches(c.pkt); got != c.want {
+			t.Errorf("Touches %s = %v", name, got)
+		}
+	}
 	// Inbound to a pool entry nobody is mapped to is dropped.
 	buf, s, e := place(ip6(peer, f.ulid(5), protoTCP, tcpSeg(1)))
 	if v := f.tr.Inbound(buf, s, e, f.now); v != Drop || f.tr.Stats().DroppedIn != 1 {
