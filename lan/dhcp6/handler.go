@@ -230,9 +230,9 @@ func (s *Server) iaLocked(x *exchange, ia *dhcpv6.OptIANA, md mode) bool {
 	return true
 }
 
-// zeroOthers returns the addresses of ia other than mine (invalid: all)
-// with lifetimes 0,
-// so the client stops using them (RFC 8415 §18.3.2, §18.3.4).
+// zeroOthers returns the addresses of ia other than mine (all of them
+// when mine is invalid) with lifetimes 0, so the client stops using them
+// (RFC 8415 §18.3.2, §18.3.4).
 func (s *Server) zeroOthers(out, ia *dhcpv6.OptIANA, mine netip.Addr) {
 	for i, a := range ia.Options.Addresses() {
 		if i == maxIAs {
