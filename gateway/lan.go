@@ -2,70 +2,25 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"github.com/shim6gw/shim6gw/gateway/config"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/shim6gw/shim6gw/hba"
-	"github.com/shim6gw/shim6gw/lan"
 	"github.com/shim6gw/shim6gw/lan/dhcp6"
 	"github.com/shim6gw/shim6gw/lan/ra"
 	"github.com/shim6gw/shim6gw/lan/slaac"
 )
 
-// LANServicesConfig is what the `lan:` section says about the services
-// the gateway runs for legacy hosts: `lan.dhcpv6:`, `lan.ra:`,
-// `lan.slaac_prefix` with `lan.slaac:`.
-type LANServicesConfig struct {
-	Interface string // lan.interface
-	DHCPv6    dhcp6.Config
-	RA        ra.Config
-	SLAAC     slaac.Config
-}
+// LANServicesConfig is the `lan:` section's part about the services for
+// legacy hosts; it lives with the rest of the configuration.
+type LANServicesConfig = config.LANConfig
 
-// DefaultLANServicesConfig is what the sections start from before
-// decoding: every service off, defaults in place.
-func DefaultLANServicesConfig() LANServicesConfig {
-	return LANServicesConfig{DHCPv6: dhcp6.DefaultConfig(), RA: ra.DefaultConfig(), SLAAC: slaac.DefaultConfig()}
-}
-
-// Validate checks the three sections for a book of bookLen entries whose
-// ULIDs are under ulidPrefix (uplinks[0].lan_prefix), and that the DHCPv6
-// pool and the SLAAC pool share no entry. Errors are *lan.FieldError with
-// full key paths.
-func (c *LANServicesConfig) Validate(bookLen int, ulidPrefix netip.Prefix) error {
-	errs := []error{
-		c.DHCPv6.Validate("lan.dhcpv6", bookLen),
-		c.RA.Validate("lan.ra"),
-		c.SLAAC.Validate("lan.slaac_prefix", "lan.slaac", bookLen, ulidPrefix),
-	}
-	if c.DHCPv6.Enabled && c.SLAAC.Enabled() {
-		d0, d1 := entryRange(c.DHCPv6.FirstEntry, c.DHCPv6.Entries, bookLen)
-		s0, s1 := entryRange(c.SLAAC.FirstEntry, c.SLAAC.Entries, bookLen)
-		if d0 < s1 && s0 < d1 {
-			p := lan.Problems{}
-			p.Add("lan.slaac.first_entry", "entries %d..%d overlap the DHCPv6 pool %d..%d: one entry would go to two hosts", s0, s1-1, d0, d1-1)
-			errs = append(errs, p.Err())
-		}
-	}
-	if c.SLAAC.Enabled() && !c.RA.Enabled {
-		p := lan.Problems{}
-		p.Add("lan.slaac_prefix", "needs lan.ra.enabled (hosts learn the prefix from the gateway's RAs)")
-		errs = append(errs, p.Err())
-	}
-	return errors.Join(errs...)
-}
-
-func entryRange(first, n, bookLen int) (int, int) {
-	if n == 0 {
-		return first, bookLen
-	}
-	return first, first + n
-}
+// DefaultLANServicesConfig is config.DefaultLANConfig.
+var DefaultLANServicesConfig = config.DefaultLANConfig
 
 // LANServices are the DHCPv6 server, the RA sender and the SLAAC
 // translator of one LAN interface.

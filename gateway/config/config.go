@@ -4,9 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"strings"
 
 	"github.com/shim6gw/shim6gw/hba"
+	"github.com/shim6gw/shim6gw/lan/dhcp6"
+	"github.com/shim6gw/shim6gw/lan/ra"
+	"github.com/shim6gw/shim6gw/lan/slaac"
 	"github.com/shim6gw/shim6gw/shim6"
 )
 
@@ -96,6 +100,14 @@ type Config struct {
 // LANConfig is the site's LAN side.
 type LANConfig struct {
 	Interface string `yaml:"interface"` // lan.interface (required)
+	// DHCPv6 and RA are the gateway's own DHCPv6 server of the book and
+	// its Router Advertisements (docs/operations.md §3); off by default.
+	DHCPv6 dhcp6.Config `yaml:"dhcpv6"`
+	RA     ra.Config    `yaml:"ra"`
+	// SLAACPrefix (lan.slaac_prefix) turns SLAAC translation on; the
+	// rest of it is under lan.slaac. Decoding copies it to SLAAC.Prefix.
+	SLAACPrefix netip.Prefix `yaml:"slaac_prefix"`
+	SLAAC       slaac.Config `yaml:"slaac"`
 }
 
 // UplinkConfig is one provider uplink (docs/architecture.md §1).
@@ -254,8 +266,22 @@ func (c *Config) PlanReload(next *Config) (ReloadPlan, error) {
 		return &Error{Line: next.lineOf(key), Key: key, Kind: ErrNeedsRestart,
 			Msg: fmt.Sprintf("%s: changed, needs a restart", key)}
 	}
-	if c.LAN != next.LAN {
+	if c.LAN.Interface != next.LAN.Interface {
 		return p, restart("lan.interface")
+	}
+	// The LAN services hold sockets, pools and state files.
+	for _, k := range []struct {
+		key  string
+		same bool
+	}{
+		{"lan.dhcpv6", reflect.DeepEqual(c.LAN.DHCPv6, next.LAN.DHCPv6)},
+		{"lan.ra", reflect.DeepEqual(c.LAN.RA, next.LAN.RA)},
+		{"lan.slaac_prefix", c.LAN.SLAACPrefix == next.LAN.SLAACPrefix},
+		{"lan.slaac", c.LAN.SLAAC == next.LAN.SLAAC},
+	} {
+		if !k.same {
+			return p, restart(k.key)
+		}
 	}
 	if len(c.Uplinks) != len(next.Uplinks) {
 		return p, restart("uplinks")

@@ -34,7 +34,7 @@ func TestLoadConfigGood(t *testing.T) {
 	timers.I1Timeout = time.Second
 	timers.SendTimeout = 3 * time.Second
 	want := &Config{
-		LAN: LANConfig{Interface: "lan0"},
+		LAN: func() LANConfig { l := DefaultLANConfig(); l.Interface = "lan0"; return l }(),
 		Uplinks: []UplinkConfig{
 			{Name: "a", Interface: "upA", Prefix: netip.MustParsePrefix("2001:db8:a::/48"),
 				LANPrefix: netip.MustParsePrefix("2001:db8:a:1::/64"), Gateway: netip.MustParseAddr("fe80::1"), MTU: 1500},

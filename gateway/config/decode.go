@@ -50,6 +50,7 @@ func Parse(b []byte, dir, name string) (*Config, error) {
 
 func defaultConfig() *Config {
 	return &Config{
+		LAN:    DefaultLANConfig(),
 		HBA:    HBAConfig{Hosts: DefaultHBAHosts},
 		TUN:    TUNConfig{Name: DefaultTUNName, Backend: DefaultTUNBackend, Queues: 1, MTU: DefaultTUNMTU, TxQueueLen: DefaultTxQueueLen},
 		Admin:  AdminConfig{Listen: DefaultAdminListen},
@@ -121,6 +122,7 @@ func (d *decoder) decode(b []byte) {
 		}
 		return
 	}
+	d.cfg.LAN.SLAAC.Prefix = d.cfg.LAN.SLAACPrefix
 	for i := range d.cfg.Uplinks {
 		if d.cfg.Line(fmt.Sprintf("uplinks[%d].mtu", i)) == 0 {
 			d.cfg.Uplinks[i].MTU = DefaultUplinkMTU
@@ -148,6 +150,13 @@ var leafChecks = map[reflect.Type]func(n *yaml.Node) string{
 		var v int32
 		if n.Decode(&v) != nil {
 			return fmt.Sprintf("bad integer %q", n.Value)
+		}
+		return ""
+	},
+	reflect.TypeFor[float64](): func(n *yaml.Node) string {
+		var v float64
+		if n.Decode(&v) != nil {
+			return fmt.Sprintf("bad number %q", n.Value)
 		}
 		return ""
 	},
@@ -299,6 +308,7 @@ func (d *decoder) validate() {
 	}
 	d.validateUplinks()
 	d.validateHBA()
+	d.validateLAN()
 
 	if !ifNameRE.MatchString(c.TUN.Name) {
 		d.bad("tun.name", "bad interface name %q", c.TUN.Name)
