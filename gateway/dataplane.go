@@ -9,6 +9,7 @@ import (
 
 	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/gateway/metrics"
+	"github.com/shim6gw/shim6gw/lan/slaac"
 	"github.com/shim6gw/shim6gw/rewrite"
 	"github.com/shim6gw/shim6gw/shim6"
 	"github.com/shim6gw/shim6gw/tunnel"
@@ -62,7 +63,14 @@ type Dataplane struct {
 	// behind; ICMPDiverted counts ICMPv6 errors about our control
 	// messages handed to the control loop.
 	NoticeDrops, ICMPDiverted atomic.Uint64
+
+	// slaac, when set, translates SLAAC hosts to book ULIDs: outbound
+	// before the rewriter, inbound after it.
+	slaac *slaac.Translator
 }
+
+// SetSLAAC installs the SLAAC translator (before the pipelines start).
+func (d *Dataplane) SetSLAAC(tr *slaac.Translator) { d.slaac = tr }
 
 // NewDataplane returns a Dataplane over rw whose notices channel holds up
 // to queue entries (0 means 1024).
@@ -90,6 +98,9 @@ func (d *Dataplane) Rewriter() *rewrite.Rewriter { return d.rw }
 // segmentation offload; the others are split before Process. Packet
 // counters then count such a super-packet once.
 func (d *Dataplane) KeepWhole(pkt []byte, _ tunnel.GSOInfo) bool {
+	if d.slaac != nil && d.slaac.Touches(pkt) {
+		return false
+	}
 	return d.rw.Untouched(rewrite.Auto, pkt, d.clock.nanos())
 }
 
@@ -102,6 +113,10 @@ func (d *Dataplane) Process(b *tunnel.Batch) {
 	for i := range b.Packets {
 		p := &b.Packets[i]
 		buf := b.Buf(i)
+		if d.slaac != nil && d.slaac.Outbound(buf, p.Start, p.End, now) == slaac.Drop {
+			p.Verdict = tunnel.Drop
+			continue
+		}
 		dir := t.DirectionOf(buf[p.Start:p.End])
 		if dir == rewrite.Inbound && isShim6ParamProblem(buf[p.Start:p.End]) {
 			// The peer does not know Next Header 140: the engine learns
@@ -127,6 +142,13 @@ func (d *Dataplane) Process(b *tunnel.Batch) {
 		if up >= 0 && up < config.MaxUplinks && res.Verdict == rewrite.Forward {
 			upPkts[up][dir]++
 			upBytes[up][dir] += uint64(wire)
+		}
+		// Towards the LAN: inbound packets, and the Packet Too Big the
+		// rewriter answers a host with (addressed to its ULID).
+		toLAN := dir == rewrite.Inbound && res.Verdict == rewrite.Forward || res.Verdict == rewrite.Reply
+		if d.slaac != nil && toLAN && d.slaac.Inbound(buf, p.Start, p.End, now) == slaac.Drop {
+			p.Verdict = tunnel.Drop
+			continue
 		}
 		switch res.Verdict {
 		case rewrite.Forward, rewrite.Reply:
