@@ -13,6 +13,7 @@ import (
 
 	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/gateway/metrics"
+	"github.com/shim6gw/shim6gw/hba"
 	"github.com/shim6gw/shim6gw/internal/pcap"
 	"github.com/shim6gw/shim6gw/rewrite"
 	"github.com/shim6gw/shim6gw/shim6"
@@ -55,10 +56,12 @@ type ControllerOptions struct {
 // DataplaneStats methods serve /metrics and /debug/contexts from
 // snapshots, safe to call from any goroutine.
 type Controller struct {
-	opts  ControllerOptions
-	clock clock
-	rw    *rewrite.Rewriter
-	dp    *Dataplane
+	bookMu sync.Mutex
+	book   *hba.Book // siteBook
+	opts   ControllerOptions
+	clock  clock
+	rw     *rewrite.Rewriter
+	dp     *Dataplane
 
 	mu      sync.Mutex
 	devs    []tunnel.Device
@@ -134,7 +137,41 @@ func (c *Controller) Hooks(open OpenFunc) Hooks {
 		ControlStats: c, DataplaneStats: c, Contexts: c,
 		Ready:     []metrics.ReadyCheck{{Name: "locators", Check: c.locatorsReady}},
 		Heartbeat: c.lastRound,
+		LAN:       c.StartLAN,
 	}
+}
+
+// StartLAN starts the LAN services of cfg on the controller's book and
+// puts the SLAAC translator into its data plane.
+func (c *Controller) StartLAN(cfg *config.Config, log *slog.Logger) (*LANServices, error) {
+	book, err := c.siteBook(cfg)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := StartLANServices(cfg.LAN, book, c.clock.nanos, log)
+	if err != nil {
+		return nil, err
+	}
+	if svc.SLAAC != nil {
+		c.dp.SetSLAAC(svc.SLAAC)
+	}
+	return svc, nil
+}
+
+// siteBook derives the HBA book of cfg once: the LAN services and the
+// control loop share it (a reload never changes it, config.PlanReload),
+// and with hba.sec > 0 its derivation is slow.
+func (c *Controller) siteBook(cfg *config.Config) (*hba.Book, error) {
+	c.bookMu.Lock()
+	defer c.bookMu.Unlock()
+	if c.book == nil {
+		b, err := hba.NewBook(cfg.HBA.Secret, cfg.LANPrefixes(), cfg.HBA.Hosts, hba.WithSec(uint8(cfg.HBA.Sec)))
+		if err != nil {
+			return nil, fmt.Errorf("gateway: hba book: %w", err)
+		}
+		c.book = b
+	}
+	return c.book, nil
 }
 
 // ControlStats implements ControlStatsSource from the last snapshot.

@@ -68,10 +68,11 @@ func newControlLoop(c *Controller, cfg *config.Config, m *metrics.Metrics, log *
 	if a := c.opts.ICMPSource; a.IsValid() && (!a.Is6() || a.Is4In6() || a.IsMulticast() || a.IsUnspecified() || a.IsLoopback()) {
 		return nil, fmt.Errorf("gateway: icmp source %v is not a unicast ipv6 address", a)
 	}
-	s, err := newSite(cfg)
+	book, err := c.siteBook(cfg)
 	if err != nil {
 		return nil, err
 	}
+	s := siteOf(book)
 	ec, err := engineConfig(cfg, s, c.opts.Seed)
 	if err != nil {
 		return nil, err
@@ -549,6 +550,11 @@ func newSite(cfg *config.Config) (*site, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: hba book: %w", err)
 	}
+	return siteOf(book), nil
+}
+
+// siteOf is the site of an HBA book.
+func siteOf(book *hba.Book) *site {
 	s := &site{book: book, hosts: make([]shim6.LocalHost, book.Len())}
 	for i := range book.Len() {
 		e := book.Entry(i)
@@ -557,7 +563,7 @@ func newSite(cfg *config.Config) (*site, error) {
 			s.fallback = append(s.fallback, rewrite.FallbackEntry{ULID: e.ULID(), Locator: a})
 		}
 	}
-	return s, nil
+	return s
 }
 
 // engineConfig builds the engine's configuration.

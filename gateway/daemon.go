@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -85,6 +86,9 @@ type Hooks struct {
 	Contexts       metrics.ContextLister
 	// Ready adds /readyz conditions (e.g. a usable locator pair).
 	Ready []metrics.ReadyCheck
+	// LAN, if set, starts the services for legacy hosts that cfg.LAN
+	// enables (DHCPv6, RAs, SLAAC translation) once the plumbing is in.
+	LAN func(cfg *config.Config, log *slog.Logger) (*LANServices, error)
 	// Heartbeat, if set, returns when the control loop last went round;
 	// the systemd watchdog is fed only while it is recent.
 	Heartbeat func() time.Time
@@ -183,6 +187,16 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 		}
 	}()
 
+	var lanSvc *LANServices
+	if o.Hooks.LAN != nil && cfg.LAN.ServicesOn() {
+		if lanSvc, err = o.Hooks.LAN(cfg, log); err != nil {
+			return err
+		}
+		// Before the plumbing goes: the final RA tells hosts to stop
+		// using this router (RFC 4861 §6.2.5).
+		defer lanSvc.Close()
+	}
+
 	sigs := o.Signals
 	if sigs == nil {
 		ch := make(chan os.Signal, 4)
@@ -205,9 +219,14 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 	}
 	mets := metrics.NewMetrics(metrics.MetricsOptions{Version: o.Version, Revision: o.Revision, Control: o.Hooks.ControlStats,
 		Dataplane: o.Hooks.DataplaneStats, Uplinks: mon, TUNUp: tunUp, TUNDropped: tunDropped, Plumbing: plumber.Verify, Runtime: true})
+	var extra map[string]http.Handler
+	if lanSvc != nil {
+		mets.Registry().MustRegister(lanSvc.Collector())
+		extra = map[string]http.Handler{"/debug/leases": lanSvc.DebugHandler()}
+	}
 	ready := append([]metrics.ReadyCheck{{Name: "plumbing", Check: plumber.Verify}}, o.Hooks.Ready...)
 	admin := metrics.NewAdmin(metrics.AdminOptions{Metrics: mets, Contexts: o.Hooks.Contexts, Uplinks: mon,
-		TUNUp: tunUp, Ready: ready, Log: log})
+		TUNUp: tunUp, Ready: ready, Handlers: extra, Log: log})
 	ln := o.AdminListener
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -124,6 +125,7 @@ type daemonSetup struct {
 	gate      chan struct{}
 	watchdog  time.Duration
 	heartbeat func() time.Time
+	lan       func(*config.Config, *slog.Logger) (*LANServices, error)
 }
 
 func startDaemon(t *testing.T, text string, tunUp bool) *daemonHarness {
@@ -173,6 +175,7 @@ func startDaemonWith(t *testing.T, text string, tunUp bool, setup daemonSetup) *
 			return nil
 		},
 		Heartbeat: setup.heartbeat,
+		LAN:       setup.lan,
 	}
 	notify := func(state string) error {
 		select {

@@ -105,7 +105,9 @@ const (
 // Close stops every service: the final RA goes out, the DHCPv6 lease file
 // and the SLAAC state file are written.
 func (s *LANServices) Close() {
-	s.cancel()
+	if s.cancel != nil {
+		s.cancel()
+	}
 	for _, c := range s.conns {
 		c.Close()
 	}

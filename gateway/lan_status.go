@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/shim6gw/shim6gw/gateway/metrics"
 	"io"
 	"net/http"
 	"text/tabwriter"
 	"time"
+
+	"github.com/shim6gw/shim6gw/gateway/metrics"
 )
 
 // RenderLANStatus writes the DHCPv6 leases and the SLAAC mappings as

@@ -3,7 +3,6 @@ package gateway
 import (
 	"errors"
 	"fmt"
-	"github.com/shim6gw/shim6gw/internal/nsrun"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/shim6gw/shim6gw/hba"
+	"github.com/shim6gw/shim6gw/internal/nsrun"
 	"github.com/shim6gw/shim6gw/lan"
 )
 

@@ -10,8 +10,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shim6gw/shim6gw/gateway"
 	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/gateway/metrics"
+	"github.com/shim6gw/shim6gw/lan/dhcp6"
+	"github.com/shim6gw/shim6gw/lan/slaac"
 )
 
 const statusUsage = `usage: shim6gw status [-c FILE | --admin ADDR] [--json] [--timeout D]
@@ -30,6 +33,9 @@ flags:
 type statusJSON struct {
 	*metrics.StatusResponse
 	Contexts []metrics.ContextInfo `json:"contexts"`
+	// LAN holds the DHCPv6 leases and SLAAC mappings (empty lists when
+	// the gateway runs no LAN service).
+	LAN gateway.LANDebug `json:"lan"`
 }
 
 // runStatus implements "shim6gw status".
@@ -69,6 +75,10 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return failf(stderr, exitFail, "status: %v", err)
 	}
+	lan, err := gateway.FetchLANDebug(ctx, client, base)
+	if err != nil {
+		return failf(stderr, exitFail, "status: %v", err)
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -78,7 +88,13 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		if cs == nil {
 			cs = []metrics.ContextInfo{}
 		}
-		if err := enc.Encode(statusJSON{st, cs}); err != nil {
+		if lan.DHCPv6 == nil {
+			lan.DHCPv6 = []dhcp6.Lease{}
+		}
+		if lan.SLAAC == nil {
+			lan.SLAAC = []slaac.Mapping{}
+		}
+		if err := enc.Encode(statusJSON{st, cs, lan}); err != nil {
 			return failf(stderr, exitFail, "status: %v", err)
 		}
 		return exitOK
@@ -89,6 +105,9 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if err := metrics.RenderStatus(stdout, cs); err != nil {
+		return failf(stderr, exitFail, "status: %v", err)
+	}
+	if err := gateway.RenderLANStatus(stdout, lan); err != nil {
 		return failf(stderr, exitFail, "status: %v", err)
 	}
 	return exitOK

@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shim6gw/shim6gw/gateway"
 	"github.com/shim6gw/shim6gw/gateway/metrics"
 	"github.com/shim6gw/shim6gw/gateway/plumbing"
+	"github.com/shim6gw/shim6gw/lan/dhcp6"
 )
 
 func TestStatus(t *testing.T) {
@@ -116,5 +118,27 @@ func TestStatusUplinksAndReadiness(t *testing.T) {
 	}
 	if _, errs, status := runCmd(t, "status", "-c", filepath.Join(t.TempDir(), "none.yaml")); status != 2 || !strings.HasPrefix(errs, "shim6gw: status: config: ") {
 		t.Errorf("missing -c file: %d %q", status, errs)
+	}
+}
+
+func TestStatusShowsLANLeases(t *testing.T) {
+	d := gateway.LANDebug{DHCPv6: []dhcp6.Lease{{DUID: "000300015254000001", IAID: "00000001", Entry: 5,
+		Address: netip.MustParseAddr("2001:db8:a:1::55"), State: "bound", Expires: time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)}}}
+	a := metrics.NewAdmin(metrics.AdminOptions{Handlers: map[string]http.Handler{"/debug/leases": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(d)
+	})}})
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	out, errs, status := runCmd(t, "status", "--admin", srv.URL)
+	if status != 0 || errs != "" {
+		t.Fatalf("status %d, stderr %q", status, errs)
+	}
+	if !strings.Contains(out, "2001:db8:a:1::55  5      bound") || !strings.Contains(out, "1 lease(s), 0 SLAAC mapping(s)") {
+		t.Errorf("output lacks the lease:\n%s", out)
+	}
+	out, _, _ = runCmd(t, "status", "--admin", srv.URL, "--json")
+	var got struct{ LAN gateway.LANDebug }
+	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got.LAN.DHCPv6) != 1 || got.LAN.DHCPv6[0].Entry != 5 || got.LAN.SLAAC == nil {
+		t.Errorf("json lan %+v (%v):\n%s", got.LAN, err, out)
 	}
 }

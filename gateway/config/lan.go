@@ -50,6 +50,9 @@ func entryRange(first, n, bookLen int) (int, int) {
 	return first, first + n
 }
 
+// ServicesOn reports whether any LAN service is enabled.
+func (c *LANConfig) ServicesOn() bool { return c.DHCPv6.Enabled || c.RA.Enabled || c.SLAAC.Enabled() }
+
 // validateLAN checks the LAN services against the book and reports
 // each problem at its key's line.
 func (d *decoder) validateLAN() {

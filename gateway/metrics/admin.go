@@ -32,7 +32,9 @@ type AdminOptions struct {
 	// Ready are the extra /readyz conditions, e.g. "plumbing" (netlink
 	// configuration applied) and "locators" (a usable locator pair).
 	Ready []ReadyCheck
-	Log   *slog.Logger
+	// Handlers are further GET routes by path (e.g. /debug/leases).
+	Handlers map[string]http.Handler
+	Log      *slog.Logger
 }
 
 // Admin serves /metrics, /healthz, /readyz and /debug/contexts.
@@ -58,6 +60,9 @@ func NewAdmin(opts AdminOptions) *Admin {
 	a.mux.HandleFunc("GET /readyz", a.readyz)
 	a.mux.HandleFunc("GET /debug/contexts", a.contexts)
 	a.mux.HandleFunc("GET /debug/status", a.status)
+	for path, h := range opts.Handlers {
+		a.mux.Handle("GET "+path, h)
+	}
 	return a
 }
 
