@@ -28,7 +28,7 @@ var (
 	// message (shim6.DropReason names).
 	ControlDropLabels = []string{"malformed", "unknown_type", "critical_option", "no_context", "bad_validator",
 		"stale_nonce", "verify_failed", "wrong_state", "bad_locator", "rate_limited", "bad_address", "bad_preferences",
-		"too_long", "bad_validator_len", "context_limit"}
+		"too_long", "bad_validator_len", "context_limit", "peer_key_too_large", "verify_budget", "source_quota"}
 	// PacketDirectionLabels are data-plane directions (rewrite.Direction).
 	PacketDirectionLabels = []string{"outbound", "inbound"}
 	// PathKindLabels are data-plane path kinds (rewrite.PathKind names).

@@ -210,4 +210,15 @@ type EngineConfig struct {
 	// create a context and a local initiation are refused and counted as
 	// DropContextLimit; existing contexts are never evicted.
 	MaxContexts int
+	// MaxPeerKeyBits bounds a peer's RSA modulus for CGA signatures
+	// (default DefaultMaxPeerKeyBits = 4096); larger keys, and public
+	// exponents above 65537, are refused with Error code 2 before any
+	// signature work (engine_verify.go).
+	MaxPeerKeyBits int
+	// MaxSignatureChecksPerSecond bounds CGA signature checks site-wide
+	// (default 100); MaxSignatureChecksPerSourcePerSecond per sender /64
+	// (default 10). A message over budget is dropped silently and
+	// counted as DropVerifyBudget; its sender retransmits.
+	MaxSignatureChecksPerSecond          int
+	MaxSignatureChecksPerSourcePerSecond int
 }

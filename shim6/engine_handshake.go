@@ -322,28 +322,12 @@ func (e *Engine) peerSetFrom(src, dst netip.Addr, m Message, ulidPeer netip.Addr
 	if pds != nil {
 		ps.pds = append([]byte(nil), pds...)
 	}
-	bad := -1
-	if e.ver == nil || pds == nil {
-		// Nothing to verify with: only a list that is just the ULID is usable.
-		if n != 1 || ps.locs[0] != ulidPeer {
-			bad = 0
-		}
-	} else if err := e.ver.VerifyLocators(ulidPeer, pds, sig, ps.generation, ps.locs, ps.methods); err != nil {
-		// Point the Error at the first locator that fails on its own
-		// (RFC 5533 §5.14 code 2); this extra work happens only on failure.
-		bad = 0
-		for i := range ps.locs {
-			if e.ver.VerifyLocators(ulidPeer, pds, sig, ps.generation, ps.locs[i:i+1], ps.methods[i:i+1]) != nil {
-				bad = i
-				break
-			}
-		}
-	}
-	if bad >= 0 {
-		e.stats.Drops[DropVerifyFailed]++
-		// RFC 5533 §7.2: ignore the whole message, SHOULD send Error 2.
+	if bad, why, answer := e.verifyPeerSet(src, ulidPeer, ps, sig); bad >= 0 {
+		e.stats.Drops[why]++
+		// RFC 5533 §7.2: ignore the whole message, SHOULD send Error 2
+		// with the Pointer at the failing locator's method octet (§5.14).
 		ptr := loff + OptionHeaderLen + ll.MethodOffset(bad)
-		if e.byLocator[dst] != nil {
+		if answer && e.byLocator[dst] != nil {
 			e.sendError(dst, src, CodeVerificationFailed, ptr, m)
 		}
 		return nil, false
