@@ -54,6 +54,10 @@ type Engine struct {
 	paths     map[pathKey]*pathEntry
 	livePaths int // paths with at least one context on them
 	pending   map[pairKey]pendingPair
+	lru       lruList
+	// Contexts created by a received I2/I2bis, per sending locator and /64.
+	byOrigin       map[netip.Addr]int
+	byOriginPrefix map[uint64]int
 
 	out   Actions
 	stats Stats
@@ -86,7 +90,10 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		byNonce:   make(map[uint32]*context),
 		paths:     make(map[pathKey]*pathEntry),
 		pending:   make(map[pairKey]pendingPair),
-		uplinks:   append([]Uplink(nil), cfg.Uplinks...),
+
+		byOrigin:       make(map[netip.Addr]int),
+		byOriginPrefix: make(map[uint64]int),
+		uplinks:        append([]Uplink(nil), cfg.Uplinks...),
 	}
 	if e.cfg.HintPrefixLen <= 0 || e.cfg.HintPrefixLen > 128 {
 		e.cfg.HintPrefixLen = 48
@@ -99,6 +106,12 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	if e.cfg.MaxContexts <= 0 {
 		e.cfg.MaxContexts = DefaultMaxContexts
+	}
+	if e.cfg.MaxContextsPerPeerLocator <= 0 {
+		e.cfg.MaxContextsPerPeerLocator = DefaultMaxContextsPerPeerLocator
+	}
+	if e.cfg.MaxContextsPerPeerPrefix <= 0 {
+		e.cfg.MaxContextsPerPeerPrefix = DefaultMaxContextsPerPeerPrefix
 	}
 	if e.cfg.MaxPeerKeyBits <= 0 {
 		e.cfg.MaxPeerKeyBits = DefaultMaxPeerKeyBits

@@ -187,10 +187,15 @@ func (e *Engine) onI2(src, dst netip.Addr, m Message, bis bool) {
 		e.stats.Drops[DropBadValidator]++
 		return
 	}
-	if e.byPair[pairKey{ulidLocal, ulidPeer, fii}] == nil && e.full() {
-		// Before verifying the locators: a full table costs no CGA work.
-		e.refuseContext(ulidLocal, ulidPeer, m.Type().String())
-		return
+	if e.byPair[pairKey{ulidLocal, ulidPeer, fii}] == nil {
+		// Before verifying the locators: a refused context costs no CGA work.
+		if e.quotaFull(src) {
+			e.stats.Drops[DropSourceQuota]++
+			return
+		}
+		if !e.roomFor(ulidLocal, ulidPeer, m.Type().String(), false) {
+			return
+		}
 	}
 	ps, ok := e.peerSetFrom(src, dst, m, ulidPeer, nil)
 	if !ok {
@@ -224,8 +229,12 @@ func (e *Engine) onI2(src, dst netip.Addr, m Message, bis bool) {
 			e.stats.Drops[DropNoContext]++
 			return
 		}
+		if !e.roomFor(ulidLocal, ulidPeer, m.Type().String(), true) {
+			return
+		}
 		c = &context{host: h, peerULID: ulidPeer, fii: fii, created: nt(e.now), localTag: tag}
 		e.insert(c)
+		e.setOrigin(c, src)
 	} else if c.state == StateEstablished && c.peerTag == itag && samePeerSet(c.peer, ps) {
 		// A retransmitted (or replayed) I2: answer again, change nothing.
 		e.sendR2(c, dst, src, inonce)
@@ -246,6 +255,7 @@ func (e *Engine) onI2(src, dst netip.Addr, m Message, bis bool) {
 		e.setPair(c, dst, src)
 	}
 	c.state = StateEstablished
+	e.touch(c)
 	e.sendR2(c, dst, src, inonce)
 	e.publish(c)
 	if !wasUp || prevState != StateEstablished {
@@ -465,6 +475,7 @@ func (e *Engine) onR2(src, dst netip.Addr, m Message) {
 	c.retries = 0
 	e.setPair(c, dst, src)
 	c.state = StateEstablished
+	e.touch(c)
 	e.publish(c)
 	if bis {
 		e.stats.Recoveries++
@@ -556,12 +567,8 @@ func (e *Engine) initiate(local, peer netip.Addr) {
 	if c := e.byPair[pairKey{local, peer, 0}]; c != nil {
 		return // exists, or held down (E-FAILED / NO-SUPPORT)
 	}
-	if e.full() {
-		e.refuseContext(local, peer, "initiate")
-		return
-	}
 	tag := e.allocTag()
-	if tag == 0 {
+	if tag == 0 || !e.roomFor(local, peer, "initiate", true) {
 		return
 	}
 	c := &context{host: h, peerULID: peer, created: nt(e.now), flags: flagInitiator, localTag: tag}

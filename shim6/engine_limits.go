@@ -14,9 +14,9 @@ const DefaultMaxContexts = 1 << 20
 // emitted, so the log and the control loop's snapshots stay cheap.
 const contextLimitEventEvery = 10 * 1e9 // nanoseconds
 
-// full reports whether a new context would exceed MaxContexts. Existing
-// contexts are never evicted for a new one: remote input could otherwise
-// push out working contexts.
+// full reports whether a new context would exceed MaxContexts. Only an
+// idle or unestablished context is evicted for a new one (roomFor), so
+// remote input cannot push out contexts that carry traffic.
 func (e *Engine) full() bool { return len(e.byPair) >= e.cfg.MaxContexts }
 
 // refuseContext counts a context not created because the table is full.
