@@ -107,8 +107,15 @@ func (e *Engine) onI1(src, dst netip.Addr, m Message) {
 	switch c.state {
 	case StateI1Sent, StateI2Sent, StateI2bisSent:
 		// Crossing I1s (RFC 5533 §7.4, §7.9): R2 with our tag, the peer's
-		// nonce; CT(peer) unchanged.
-		e.sendR2(c, dst, src, i1.InitiatorNonce())
+		// nonce; CT(peer) unchanged. The ULID Pair option is not
+		// authenticated, so CT(local) goes only to ULID(peer) or a locator
+		// in Ls(peer); anyone else gets the stateless R1, which costs us
+		// nothing and tells them nothing.
+		if src == c.peerULID || c.peerOK(src) {
+			e.sendR2(c, dst, src, i1.InitiatorNonce())
+		} else {
+			e.sendR1(src, dst, i1.InitiatorTag(), i1.InitiatorNonce(), ulidLocal, ulidPeer, fii)
+		}
 	case StateEstablished:
 		if c.peerOK(src) && c.peerTag == i1.InitiatorTag() {
 			e.sendR2(c, dst, src, i1.InitiatorNonce()) // our R2 was lost
