@@ -102,3 +102,161 @@ func TestProbeInboundOkStopsKeepaliveTimer(t *testing.T) {
 		})
 	}
 }
+
+// rawEstablished has a raw peer set up a context with the engine and
+// returns it with the engine's CT(local).
+func rawEstablished(t *testing.T) (*rawPeer, ContextTag) {
+	p, _ := newRawPeer(t, nil)
+	rnonce, v := p.i1r1(0)
+	return p, R2(p.only(p.send(p.ulid, p.i2(rnonce, v, 0)), TypeR2)).ResponderTag()
+}
+
+// tickFor runs the engine's timers for d in 100 ms steps and returns the
+// types it sent.
+func (p *rawPeer) tickFor(d time.Duration) []Type {
+	var types []Type
+	for end := p.now.Add(d); p.now.Before(end); p.now = p.now.Add(100 * time.Millisecond) {
+		for _, pk := range p.e.Tick(p.now).Packets {
+			m, _ := ParseMessage(pk.Payload)
+			types = append(types, m.Type())
+		}
+	}
+	return types
+}
+
+func countType(ts []Type, want Type) int {
+	n := 0
+	for _, x := range ts {
+		if x == want {
+			n++
+		}
+	}
+	return n
+}
+
+// RFC 5534 §6.1: an Update Request we send counts as payload sent (it
+// starts the Send timer, so an unanswered one leads to exploration), and
+// one we receive counts as payload received (it stops the Send timer).
+func TestUpdateRequestCountsAsPayload(t *testing.T) {
+	t.Run("sent", func(t *testing.T) {
+		p, _ := rawEstablished(t)
+		p.e.SetLocatorPreference(p.now, p.local, LocatorPreference{Priority: 1})
+		sent := p.tickFor(DefaultTimers().SendTimeout + time.Second)
+		if countType(sent, TypeProbe) == 0 {
+			t.Errorf("unanswered Update Request did not start the Send timer: sent %v", sent)
+		}
+	})
+	t.Run("received", func(t *testing.T) {
+		p, tag := rawEstablished(t)
+		p.e.ObserveTraffic(p.now, tag, p.now, time.Time{}) // payload sent: Send timer runs
+		p.now = p.now.Add(time.Second)
+		ur := AppendUpdateRequest(nil, tag, 5)
+		ur = mustFinish(t, AppendLocatorList(ur, 9, []uint8{VerifyHBA}, []netip.Addr{p.ulid}))
+		p.only(p.send(p.ulid, ur), TypeUpdateAck)
+		if sent := p.tickFor(DefaultTimers().SendTimeout); countType(sent, TypeProbe) != 0 {
+			t.Errorf("the received Update Request did not stop the Send timer: sent %v", sent)
+		}
+	})
+}
+
+// RFC 5534 §5.3: a Keepalive Timeout option in an Update Request or R2
+// sets the peer's Keepalive Timeout, which paces our Keepalives.
+func TestKeepaliveTimeoutOptionApplied(t *testing.T) {
+	// kas counts the Keepalives sent in 3 s of received-only payload.
+	kas := func(p *rawPeer, tag ContextTag) int {
+		p.now = p.now.Add(100 * time.Millisecond) // after our last message
+		p.e.ObserveTraffic(p.now, tag, time.Time{}, p.now)
+		return countType(p.tickFor(2900*time.Millisecond), TypeKeepalive)
+	}
+	t.Run("Update Request", func(t *testing.T) {
+		p, tag := rawEstablished(t)
+		if n := kas(p, tag); n != 0 {
+			t.Fatalf("%d Keepalives in 3 s at the default 15 s timeout", n)
+		}
+		ur := AppendUpdateRequest(nil, tag, 5)
+		ur = AppendLocatorList(ur, 9, []uint8{VerifyHBA}, []netip.Addr{p.ulid})
+		p.only(p.send(p.ulid, mustFinish(t, AppendKeepaliveTimeout(ur, 3))), TypeUpdateAck)
+		if n := kas(p, tag); n < 2 {
+			t.Errorf("%d Keepalives in 3 s after the peer asked for 3 s, want ≥ 2", n)
+		}
+	})
+	t.Run("R2", func(t *testing.T) {
+		sa, sb, v := verifiedSites(1)
+		e, err := NewEngine(simConfig(sa, v, 7, Timers{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		local, peer := sa.hosts[0].ULID, sb.hosts[0].ULID
+		m, _ := ParseMessage(e.Initiate(simEpoch, local, peer).Packets[0].Payload)
+		e.HandleControl(simEpoch, peer, local, mustFinish(t, AppendResponderValidator(AppendR1(nil, I1(m).InitiatorNonce(), 77), []byte("validator-16-oct"))))
+		c := e.byTag[I1(m).InitiatorTag()]
+		e.HandleControl(simEpoch, peer, local, mustFinish(t, AppendKeepaliveTimeout(AppendR2(nil, 0x5151, c.inonce), 3)))
+		p := &rawPeer{t: t, e: e, now: simEpoch, ulid: peer, local: local}
+		if n := kas(p, c.localTag); n < 2 {
+			t.Errorf("%d Keepalives in 3 s after the R2 asked for 3 s, want ≥ 2", n)
+		}
+	})
+}
+
+// RFC 5534 §4.3: a context that explores without success for IdleTimeout
+// is discarded, even while its host keeps sending.
+func TestExploringContextDiscardedAfterIdleTimeout(t *testing.T) {
+	timers := Timers{IdleTimeout: 2 * time.Minute}
+	net, a, b, sa, sb, _ := twoSites(t, 41, 1, timers)
+	ua, ub := sa.hosts[0].ULID, sb.hosts[0].ULID
+	establish(t, net, a, b, ua, ub)
+	oneWay(net, a, ua, ub, 200*time.Millisecond, net.now.Add(10*time.Minute))
+	net.runFor(2 * time.Second)
+	net.rules = everywhere(linkRule{down: true})
+	net.runFor(time.Minute)
+	if a.state(ua, ub) != StateEstablished {
+		t.Fatalf("context %v after one minute of exploring", a.state(ua, ub))
+	}
+	net.runFor(2 * time.Minute)
+	// Discarded; the host's traffic may have started a new setup since.
+	if st := a.state(ua, ub); st == StateEstablished {
+		t.Errorf("context %v after exploring for IdleTimeout with the host still sending", st)
+	}
+}
+
+// RFC 5533 §14: retransmission timeouts double per retry and are drawn
+// from [0.5, 1.5] times that (probes: TestReapProbeBackoff).
+func TestRetransmissionsRandomized(t *testing.T) {
+	t.Run("I1", func(t *testing.T) {
+		var ratios []float64
+		for seed := byte(1); seed <= 5; seed++ {
+			sa := newSite("a", 1)
+			e, err := NewEngine(simConfig(sa, nil, seed, Timers{}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := simEpoch
+			e.Initiate(now, sa.hosts[0].ULID, netip.MustParseAddr("2001:db8:b1:1::1"))
+			nominal := DefaultTimers().I1Timeout
+			for range DefaultTimers().I1RetriesMax {
+				next := e.NextDeadline()
+				ratios = append(ratios, float64(next.Sub(now))/float64(nominal))
+				now = next
+				e.Tick(now)
+				nominal *= 2
+			}
+		}
+		checkJitter(t, ratios, 0.5, 1.5)
+	})
+}
+
+// checkJitter asserts every ratio is within [lo, hi] and that they are not
+// all the nominal value.
+func checkJitter(t *testing.T, ratios []float64, lo, hi float64) {
+	t.Helper()
+	jittered := false
+	for _, r := range ratios {
+		if r < lo-1e-9 || r > hi+1e-9 {
+			t.Errorf("timeout ratio %.3f outside [%.1f, %.1f]", r, lo, hi)
+		}
+		jittered = jittered || r < 0.99 || r > 1.01
+	}
+	if !jittered {
+		t.Errorf("timeouts not randomized: ratios %v", ratios)
+	}
+}
