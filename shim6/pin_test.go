@@ -260,3 +260,161 @@ func checkJitter(t *testing.T, ratios []float64, lo, hi float64) {
 		t.Errorf("timeouts not randomized: ratios %v", ratios)
 	}
 }
+
+// setupWithVerifiedPeer has B's engine (site b) answer an I1 from site
+// a's host and returns a raw peer for it; the fake verifier knows the
+// host's two locators.
+func setupWithVerifiedPeer(t *testing.T) (*rawPeer, LocalHost) {
+	sa, sb, v := verifiedSites(1)
+	e, err := NewEngine(simConfig(sb, v, 42, Timers{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sa.hosts[0]
+	return &rawPeer{t: t, e: e, now: simEpoch, ulid: h.ULID, local: sb.hosts[0].ULID, tag: 0x1234}, h
+}
+
+// i2WithList is the I2 for an R1, carrying the peer's verified list.
+func (p *rawPeer) i2WithList(rnonce uint32, v []byte, fii uint32, h LocalHost, sender netip.Addr) []byte {
+	b := AppendResponderValidator(AppendI2(nil, p.tag, 0xbbbb, rnonce), v)
+	if sender != h.ULID {
+		b = AppendULIDPair(b, h.ULID, p.local)
+	}
+	if fii != 0 {
+		b = AppendFII(b, fii)
+	}
+	b = AppendLocatorList(b, 5, []uint8{VerifyHBA, VerifyHBA}, h.Locators)
+	return mustFinish(p.t, AppendCGAPDS(b, []byte(fakePDS(h.ULID))))
+}
+
+// RFC 5533 §7.10.1, §7.13: the Responder Validator binds the FII and the
+// locator pair, so an I2 for another FII, or from another (verified)
+// locator of the same peer, is dropped as a bad validator; RFC 5533 §7.2:
+// an I2 from a locator outside the verified list is dropped.
+func TestI2ValidatorBindsFIIAndLocators(t *testing.T) {
+	t.Run("other FII", func(t *testing.T) {
+		p, h := setupWithVerifiedPeer(t)
+		rnonce, v := p.i1r1(7)
+		if out := p.send(p.ulid, p.i2WithList(rnonce, v, 8, h, h.ULID)); len(out) != 0 || p.e.Len() != 0 || p.e.Stats().Drops[DropBadValidator] != 1 {
+			t.Errorf("I2 for FII 8 on an R1 for FII 7: %d packets, %d contexts, %d bad_validator", len(out), p.e.Len(), p.e.Stats().Drops[DropBadValidator])
+		}
+		p.only(p.send(p.ulid, p.i2WithList(rnonce, v, 7, h, h.ULID)), TypeR2)
+	})
+	t.Run("other verified locator", func(t *testing.T) {
+		p, h := setupWithVerifiedPeer(t)
+		rnonce, v := p.i1r1(0)
+		if out := p.send(h.Locators[1], p.i2WithList(rnonce, v, 0, h, h.Locators[1])); len(out) != 0 || p.e.Len() != 0 || p.e.Stats().Drops[DropBadValidator] != 1 {
+			t.Errorf("I2 from the peer's other locator: %d packets, %d contexts, %d bad_validator", len(out), p.e.Len(), p.e.Stats().Drops[DropBadValidator])
+		}
+	})
+	t.Run("locator outside the verified list", func(t *testing.T) {
+		p, h := setupWithVerifiedPeer(t)
+		p.ulid = netip.MustParseAddr("2001:db8:66:1::6") // I1 and I2 from here, naming h's ULID
+		b := mustFinish(t, AppendULIDPair(AppendI1(nil, p.tag, 0xaaaa), h.ULID, p.local))
+		r1 := R1(p.only(p.send(p.ulid, b), TypeR1))
+		o, _, _ := Message(r1).Option(OptResponderValidator)
+		v, _ := o.ResponderValidator()
+		if out := p.send(p.ulid, p.i2WithList(r1.ResponderNonce(), v, 0, h, p.ulid)); len(out) != 0 || p.e.Len() != 0 || p.e.Stats().Drops[DropBadLocator] != 1 {
+			t.Errorf("I2 from outside Ls(peer): %d packets, %d contexts, %d bad_locator", len(out), p.e.Len(), p.e.Stats().Drops[DropBadLocator])
+		}
+	})
+}
+
+// RFC 5533 §7.16, §12.4: an R2 is matched by the Initiator Nonce and the
+// locators of our I2, like the R1: one from the peer's other (verified)
+// locator or to our other locator is dropped.
+func TestR2LookupNeedsNonceAndLocators(t *testing.T) {
+	sa, sb, v := verifiedSites(1)
+	local, peer := sa.hosts[0].ULID, sb.hosts[0].ULID
+	for _, tc := range []struct {
+		src, dst netip.Addr
+		want     State
+	}{
+		{sb.hosts[0].Locators[1], local, StateI2Sent},
+		{peer, sa.hosts[0].Locators[1], StateI2Sent},
+		{peer, local, StateEstablished},
+	} {
+		e, err := NewEngine(simConfig(sa, v, 7, Timers{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := ParseMessage(e.Initiate(simEpoch, local, peer).Packets[0].Payload)
+		e.HandleControl(simEpoch, peer, local, mustFinish(t, AppendResponderValidator(AppendR1(nil, I1(m).InitiatorNonce(), 77), []byte("validator-16-oct"))))
+		c := e.byTag[I1(m).InitiatorTag()]
+		b := AppendLocatorList(AppendR2(nil, 0x5151, c.inonce), 3, []uint8{VerifyHBA, VerifyHBA}, sb.hosts[0].Locators)
+		e.HandleControl(simEpoch, tc.src, tc.dst, mustFinish(t, AppendCGAPDS(b, []byte(fakePDS(peer)))))
+		if ci, _ := e.Context(local, peer); ci.State != tc.want {
+			t.Errorf("R2 %v → %v: state %v, want %v", tc.src, tc.dst, ci.State, tc.want)
+		}
+	}
+}
+
+// RFC 5533 §12.2: payload with the CT(local) of a context in I2-SENT
+// means the peer has the context and our R2 is on its way or lost: send
+// the I2 again (never R1bis).
+func TestUnknownTagInI2SentRepeatsI2(t *testing.T) {
+	sa, sb, v := verifiedSites(1)
+	local, peer := sa.hosts[0].ULID, sb.hosts[0].ULID
+	e, err := NewEngine(simConfig(sa, v, 7, Timers{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := ParseMessage(e.Initiate(simEpoch, local, peer).Packets[0].Payload)
+	tag := I1(m).InitiatorTag()
+	e.HandleControl(simEpoch, peer, local, mustFinish(t, AppendResponderValidator(AppendR1(nil, I1(m).InitiatorNonce(), 77), []byte("validator-16-oct"))))
+	a := e.HandleUnknownTag(simEpoch.Add(time.Millisecond), peer, local, tag)
+	if len(a.Packets) != 1 {
+		t.Fatalf("%d packets, want the I2 again", len(a.Packets))
+	}
+	if m, _ := ParseMessage(a.Packets[0].Payload); m.Type() != TypeI2 || I2(m).InitiatorTag() != tag || I2(m).ResponderNonce() != 77 {
+		t.Errorf("answered %v, want the I2 (tag %#x, responder nonce 77)", m.Type(), tag)
+	}
+}
+
+// RFC 5533 §10.4: an Update Request marking the current peer locator
+// BROKEN makes the receiver explore itself (not only the sender).
+func TestUpdateBrokenPeerLocatorStartsExploration(t *testing.T) {
+	p, h := setupWithVerifiedPeer(t)
+	rnonce, v := p.i1r1(0)
+	tag := R2(p.only(p.send(p.ulid, p.i2WithList(rnonce, v, 0, h, h.ULID)), TypeR2)).ResponderTag()
+	p.now = p.now.Add(time.Second)
+	ur := AppendUpdateRequest(nil, tag, 5)
+	ur = AppendLocatorPreferences(ur, 5, 1, []LocatorPreference{{Flags: FlagBroken}, {}})
+	a := p.e.HandleControl(p.now, p.ulid, p.local, mustFinish(t, ur))
+	probes, started := 0, false
+	for _, pk := range a.Packets {
+		if m, _ := ParseMessage(pk.Payload); m.Type() == TypeProbe && Probe(m).Sta() == StaExploring {
+			probes++
+		}
+	}
+	for _, ev := range a.Events {
+		started = started || ev.Kind == EventExplorationStarted
+	}
+	if probes == 0 || !started {
+		t.Errorf("BROKEN current peer locator: %d Probe(Exploring), exploration event %v", probes, started)
+	}
+}
+
+// RFC 5533 §8: an ICMPv6 Destination Unreachable or Time Exceeded
+// quoting our payload on the current pair starts exploration at once;
+// one about another pair does not.
+func TestICMPUnreachableStartsExploration(t *testing.T) {
+	p, h := setupWithVerifiedPeer(t)
+	rnonce, v := p.i1r1(0)
+	p.only(p.send(p.ulid, p.i2WithList(rnonce, v, 0, h, h.ULID)), TypeR2)
+	c := p.e.byPair[pairKey{p.local, p.ulid, 0}]
+	quote := func(src, dst netip.Addr) []byte {
+		q := make([]byte, IPv6HeaderLen+8)
+		PutIPv6Header(q, src, dst, ProtocolNumber, 8)
+		PutPayloadHeader(q[IPv6HeaderLen:], 59, c.peerTag)
+		return q
+	}
+	p.now = p.now.Add(time.Second)
+	if a := p.e.HandleICMP(p.now, icmpDestUnreach, 0, quote(c.lp, h.Locators[1])); len(a.Packets) != 0 {
+		t.Errorf("ICMP about another pair: %d packets", len(a.Packets))
+	}
+	a := p.e.HandleICMP(p.now, icmpDestUnreach, 0, quote(c.lp, c.pp))
+	if len(a.Packets) == 0 || c.reap != StaExploring {
+		t.Errorf("ICMP unreachable on the current pair: %d packets, REAP %v", len(a.Packets), c.reap)
+	}
+}
