@@ -184,3 +184,31 @@ func BenchmarkVerifyLocators(b *testing.B) {
 		})
 	}
 }
+
+// FuzzPeerKey: a PDS from the network never panics the key check; any
+// error is typed, and an accepted key is within the bounds.
+func FuzzPeerKey(f *testing.F) {
+	for _, s := range pdsSeeds(f) {
+		f.Add(s, 0)
+	}
+	f.Add(pdsOf(f, fakeRSAKey(2048, 65537)), 0)
+	f.Add(pdsOf(f, fakeRSAKey(4097, 65537)), 8192)
+	f.Add(pdsOf(f, fakeRSAKey(1024, 1<<31-1)), 0)
+	f.Fuzz(func(t *testing.T, pds []byte, maxBits int) {
+		maxBits %= 1 << 15
+		pub, err := hba.PeerKey(pds, maxBits)
+		if err != nil {
+			if !typed(err) && !errors.Is(err, hba.ErrNotRSAKey) && !errors.Is(err, hba.ErrKeyTooSmall) && !errors.Is(err, hba.ErrKeyTooLarge) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		limit := maxBits
+		if limit <= 0 {
+			limit = hba.DefaultMaxRSABits
+		}
+		if b := pub.N.BitLen(); b < hba.MinRSABits || b > limit || pub.E < 3 || pub.E > hba.MaxRSAExponent {
+			t.Fatalf("accepted a %d-bit key with e = %d (bound %d)", b, pub.E, limit)
+		}
+	})
+}
