@@ -1,6 +1,7 @@
 package shim6
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -416,5 +417,126 @@ func TestICMPUnreachableStartsExploration(t *testing.T) {
 	a := p.e.HandleICMP(p.now, icmpDestUnreach, 0, quote(c.lp, c.pp))
 	if len(a.Packets) == 0 || c.reap != StaExploring {
 		t.Errorf("ICMP unreachable on the current pair: %d packets, REAP %v", len(a.Packets), c.reap)
+	}
+}
+
+// RFC 5534 §4.3: the pairs to probe, in order: usable local locators
+// only (uplink up, not drained) and peer locators not BROKEN; known-good
+// site paths first, then pairs sharing no locator with the current pair,
+// then those sharing one, lower peer priority value first; known-broken
+// paths and the current pair last.
+func TestProbeCandidateOrder(t *testing.T) {
+	type pair struct{ l, p int } // local and peer locator index
+	for _, tc := range []struct {
+		name  string
+		setup func(e *Engine, c *context)
+		want  []pair
+	}{
+		{"default", func(*Engine, *context) {}, []pair{{1, 1}, {0, 1}, {1, 0}, {0, 0}}},
+		{"known-good path first", func(e *Engine, c *context) {
+			e.pathFor(c.host, c.host.locs[0], c.peer.locs[1]).goodAt = 5
+		}, []pair{{0, 1}, {1, 1}, {1, 0}, {0, 0}}},
+		{"known-broken path last", func(e *Engine, c *context) {
+			e.pathFor(c.host, c.host.locs[1], c.peer.locs[1]).brokenAt = 5
+		}, []pair{{0, 1}, {1, 0}, {0, 0}, {1, 1}}},
+		{"BROKEN peer locator left out", func(e *Engine, c *context) {
+			c.peer.prefs = []LocatorPreference{{}, {Flags: FlagBroken}}
+		}, []pair{{1, 0}, {0, 0}}},
+		{"peer priority", func(e *Engine, c *context) {
+			c.peer.prefs = []LocatorPreference{{Priority: 0}, {Priority: 50}}
+		}, []pair{{1, 0}, {1, 1}, {0, 1}, {0, 0}}},
+		{"down uplink left out", func(e *Engine, c *context) {
+			e.down[c.host.uplink[1]] = true
+		}, []pair{{0, 1}, {0, 0}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, h := setupWithVerifiedPeer(t)
+			rnonce, v := p.i1r1(0)
+			p.only(p.send(p.ulid, p.i2WithList(rnonce, v, 0, h, h.ULID)), TypeR2)
+			c := p.e.byPair[pairKey{p.local, p.ulid, 0}]
+			if c.lp != c.host.locs[0] || c.pp != c.peer.locs[0] {
+				t.Fatalf("current pair %v → %v, want the ULIDs", c.lp, c.pp)
+			}
+			tc.setup(p.e, c)
+			var got []pair
+			for _, k := range p.e.candidates(c) {
+				got = append(got, pair{k.li, k.pi})
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("candidates %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// RFC 5533 §10.2: Update Request retransmissions back off up to
+// MAX_UPDATE_TIMEOUT and then keep that pace.
+func TestUpdateRetransmissionCapped(t *testing.T) {
+	sb := newSite("b", 1)
+	e, err := NewEngine(simConfig(sb, nil, 42, Timers{UpdateTimeout: time.Second, MaxUpdateTimeout: 3 * time.Second, IdleTimeout: time.Hour}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &rawPeer{t: t, e: e, now: simEpoch, ulid: netip.MustParseAddr("2001:db8:c1:1::5"), local: sb.hosts[0].ULID, tag: 0x1234}
+	rnonce, v := p.i1r1(0)
+	p.only(p.send(p.ulid, p.i2(rnonce, v, 0)), TypeR2)
+	p.e.SetLocatorPreference(p.now, p.local, LocatorPreference{Priority: 1})
+	last, n := p.now, 0
+	for end := p.now.Add(time.Minute); p.now.Before(end); p.now = p.now.Add(10 * time.Millisecond) {
+		for _, pk := range p.e.Tick(p.now).Packets {
+			if m, _ := ParseMessage(pk.Payload); m.Type() == TypeUpdateRequest {
+				if gap := p.now.Sub(last); gap > 3*time.Second+10*time.Millisecond {
+					t.Errorf("retransmission %d after %v, more than MAX_UPDATE_TIMEOUT 3 s", n+1, gap)
+				}
+				last = p.now
+				n++
+			}
+		}
+	}
+	if n < 60/3 {
+		t.Errorf("%d retransmissions in a minute, want ≥ 20 at the 3 s cap", n)
+	}
+}
+
+// RFC 5534 §4.1, §6.2: while payload is received and nothing sent,
+// Keepalives go every Keepalive Timeout/3 and one more exactly when the
+// Keepalive timer expires, none after it.
+func TestKeepaliveAtExpiryAndNoneAfter(t *testing.T) {
+	sb := newSite("b", 1)
+	e, err := NewEngine(simConfig(sb, nil, 42, Timers{KeepaliveTimeout: 4 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &rawPeer{t: t, e: e, now: simEpoch, ulid: netip.MustParseAddr("2001:db8:c1:1::5"), local: sb.hosts[0].ULID, tag: 0x1234}
+	rnonce, v := p.i1r1(0)
+	tag := R2(p.only(p.send(p.ulid, p.i2(rnonce, v, 0)), TypeR2)).ResponderTag()
+	p.now = p.now.Add(time.Second)
+	recv := p.now
+	p.e.ObserveTraffic(p.now, tag, time.Time{}, recv)
+	var at []time.Duration
+	for range 20 {
+		next := p.e.NextDeadline()
+		if next.IsZero() || next.Sub(recv) > 20*time.Second {
+			break
+		}
+		p.now = next
+		for _, pk := range p.e.Tick(p.now).Packets {
+			if m, _ := ParseMessage(pk.Payload); m.Type() == TypeKeepalive {
+				at = append(at, p.now.Sub(recv))
+			}
+		}
+	}
+	expiry, atExpiry := 4*time.Second, false
+	prev := time.Duration(0)
+	for _, d := range at {
+		if d-prev > expiry/3 || d > expiry {
+			t.Errorf("Keepalives at %v after the payload: a gap above %v or one after the expiry at %v", at, expiry/3, expiry)
+			break
+		}
+		atExpiry = atExpiry || d == expiry
+		prev = d
+	}
+	if !atExpiry {
+		t.Errorf("Keepalives at %v after the payload, none at the expiry %v", at, expiry)
 	}
 }
