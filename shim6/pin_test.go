@@ -540,3 +540,37 @@ func TestKeepaliveAtExpiryAndNoneAfter(t *testing.T) {
 		t.Errorf("Keepalives at %v after the payload, none at the expiry %v", at, expiry)
 	}
 }
+
+// RFC 5533 §10.4: Locator Preferences sent with a new Locator List must
+// match its generation (Error 3, Pointer at the preferences' generation)
+// and its element count (Error 4, Pointer at the option's Length);
+// nothing is applied.
+func TestUpdateListWithPreferencesErrors(t *testing.T) {
+	p, tag := rawEstablished(t)
+	for _, tc := range []struct {
+		name   string
+		gen    uint32
+		prefs  []LocatorPreference
+		code   ErrorCode
+		offset int
+	}{
+		{"generation mismatch", 8, []LocatorPreference{{}}, CodeGenerationMismatch, LocatorPreferencesGenerationOffset},
+		{"element count", 9, []LocatorPreference{{}, {}}, CodeElementCountInvalid, LocatorPreferencesLengthOffset},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p.now = p.now.Add(time.Second) // the Error rate limit
+			ur := AppendUpdateRequest(nil, tag, 5)
+			ur = AppendLocatorList(ur, 9, []uint8{VerifyHBA}, []netip.Addr{p.ulid})
+			ur = mustFinish(t, AppendLocatorPreferences(ur, tc.gen, 1, tc.prefs))
+			em := ErrorMessage(p.only(p.send(p.ulid, ur), TypeError))
+			m, _ := ParseMessage(ur)
+			_, poff, _ := m.Option(OptLocatorPreferences)
+			if em.Code() != tc.code || int(em.Pointer()) != IPv6HeaderLen+poff+tc.offset {
+				t.Errorf("Error code %v pointer %d, want %v at %d", em.Code(), em.Pointer(), tc.code, IPv6HeaderLen+poff+tc.offset)
+			}
+			if c := p.e.byTag[tag]; c.peer != nil && c.peer.hasGen {
+				t.Error("the refused list was applied")
+			}
+		})
+	}
+}
