@@ -301,3 +301,21 @@ func methodPointer(t *testing.T, msg []byte, i int) int {
 	ll, _ := o.LocatorList()
 	return IPv6HeaderLen + off + OptionHeaderLen + ll.MethodOffset(i)
 }
+
+// A CGA list whose PDS holds no usable RSA key fails without RSA work,
+// so it takes no token: cheap garbage cannot drain the budget honest
+// CGA peers need.
+func TestCGANoRSAKeyTakesNoToken(t *testing.T) {
+	cv := &countingVerifier{}
+	p := cgaEngine(t, cv)
+	k := testCGAKey(t)
+	c := newCGAPeer(t, "c1", k, &k.PublicKey)
+	c.pds = []byte("not a cga parameter data structure")
+	i2 := cgaI2(p, c, c.sig(t, 7, &k.PublicKey))
+	for range 50 {
+		p.send(p.ulid, i2)
+	}
+	if cv.calls != 50 || p.e.Stats().Drops[DropVerifyBudget] != 0 {
+		t.Errorf("%d verifier calls, %d verify_budget drops; want 50, 0", cv.calls, p.e.Stats().Drops[DropVerifyBudget])
+	}
+}

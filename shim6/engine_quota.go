@@ -68,9 +68,9 @@ func (l *lruList) unlink(c *context) {
 	c.lruPrev, c.lruNext = nil, nil
 }
 
-// touch marks c as just used.
+// touch marks c as just used (a stored context: removed ones are unlinked).
 func (e *Engine) touch(c *context) {
-	if e.lru.tail == c || e.byPair[c.key()] != c {
+	if e.lru.tail == c || (c.lruPrev == nil && e.lru.head != c) {
 		return
 	}
 	e.lru.unlink(c)

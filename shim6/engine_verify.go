@@ -115,11 +115,14 @@ func (e *Engine) verifyPeerSet(src, ulidPeer netip.Addr, ps *peerSet, sig []byte
 	}
 	if cga := bytes.IndexByte(ps.methods, VerifyCGA); cga >= 0 && len(sig) > 0 {
 		// Refuse keys whose check would cost too much before any
-		// exponentiation, then take a token for the check.
-		if _, err := hba.PeerKey(ps.pds, e.cfg.MaxPeerKeyBits); errors.Is(err, hba.ErrKeyTooLarge) {
+		// exponentiation, then take a token for the check. A PDS without
+		// a usable RSA key fails verification without RSA work and takes
+		// no token.
+		_, err := hba.PeerKey(ps.pds, e.cfg.MaxPeerKeyBits)
+		if errors.Is(err, hba.ErrKeyTooLarge) {
 			return cga, DropPeerKeyTooLarge, true
 		}
-		if !e.verLim.allow(src, nt(e.now)) {
+		if err == nil && !e.verLim.allow(src, nt(e.now)) {
 			return cga, DropVerifyBudget, false
 		}
 	}
