@@ -213,7 +213,7 @@ type EngineConfig struct {
 	MaxContexts int
 	// MaxContextsPerPeerLocator and MaxContextsPerPeerPrefix bound the
 	// contexts created by received I2/I2bis per sending locator (default
-	// 256) and per sending /64 (default 4096); beyond them the message is
+	// 1024) and per sending /64 (default 8192); beyond them the message is
 	// dropped (DropSourceQuota). See engine_quota.go.
 	MaxContextsPerPeerLocator int
 	MaxContextsPerPeerPrefix  int

@@ -23,10 +23,12 @@ import (
 // refused (DropContextLimit). An evicted context that is still wanted is
 // rebuilt through R1bis/I2bis (RFC 5533 §7.17) when traffic resumes.
 
-// Defaults of the per-source quotas.
+// Defaults of the per-source quotas: generous for a busy peer host or
+// site (a peer host talking to 1024 of our hosts at once), small against
+// MaxContexts; the table itself is protected by eviction.
 const (
-	DefaultMaxContextsPerPeerLocator = 256
-	DefaultMaxContextsPerPeerPrefix  = 4096
+	DefaultMaxContextsPerPeerLocator = 1024
+	DefaultMaxContextsPerPeerPrefix  = 8192
 )
 
 // evictScan bounds the contexts looked at, from the least recently used
