@@ -2,6 +2,7 @@ package shim6
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func checkQuotaInvariants(e *Engine) error {
 			pfx[prefix64(c.origin)]++
 		}
 	}
-	if fmt.Sprint(locs) != fmt.Sprint(e.byOrigin) || fmt.Sprint(pfx) != fmt.Sprint(e.byOriginPrefix) {
+	if !maps.Equal(locs, e.byOrigin) || !maps.Equal(pfx, e.byOriginPrefix) {
 		return fmt.Errorf("quota counters %v %v, contexts say %v %v", e.byOrigin, e.byOriginPrefix, locs, pfx)
 	}
 	return nil
