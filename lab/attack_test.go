@@ -266,6 +266,12 @@ func procStat(t *testing.T, pid int) (cpu time.Duration, rss int64) {
 // sessions survive, memory stays bounded, and every kind of hostile input
 // is counted under its drop reason.
 func TestIntegrationE2EAttack(t *testing.T) {
+	for _, mode := range []FailMode{FailLink, FailBlackhole} {
+		t.Run(string(mode), func(t *testing.T) { attackDuringFailure(t, mode) })
+	}
+}
+
+func attackDuringFailure(t *testing.T, mode FailMode) {
 	e := upE2E(t)
 	h1, h2 := e.b1[0], e.b2[0]
 	// Attackers: CGAs of a 5000-bit key (refused by size), of a 4096-bit
@@ -320,7 +326,7 @@ func TestIntegrationE2EAttack(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		fctx, fcancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer fcancel()
-		if err := e.Fail(fctx, ISPA1, FailLink); err != nil {
+		if err := e.Fail(fctx, ISPA1, mode); err != nil {
 			t.Errorf("fail ISP A1: %v", err)
 		}
 		failed <- time.Now()
@@ -344,7 +350,7 @@ func TestIntegrationE2EAttack(t *testing.T) {
 	waitMore(t, s2, n2)
 	e.waitContexts("after the failure", GW1, [][2]netip.Addr{{h1, h2}}, onUplink(Site1.B.LAN))
 	now := time.Now()
-	t.Logf("gap after ISP A failed (carrier loss): h1->h2 %v, h2->h1 %v",
+	t.Logf("gap after ISP A failed (%s): h1->h2 %v, h2->h1 %v", mode,
 		s1.Tracker.MaxGapAfter(failAt, now).Len().Round(time.Millisecond), s2.Tracker.MaxGapAfter(failAt, now).Len().Round(time.Millisecond))
 	checkAlive(t, s1, s2)
 
