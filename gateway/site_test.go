@@ -10,7 +10,8 @@ import (
 )
 
 // TestLimitsReachEngine: limits.max_contexts from the YAML is the engine's
-// cap: with 1, a second local initiation is refused.
+// cap: with 1, a second local initiation evicts the first, unestablished
+// context.
 func TestLimitsReachEngine(t *testing.T) {
 	cfg, err := config.Load(writeConfig(t, goodConfig+"limits:\n  max_contexts: 1\n"))
 	if err != nil {
@@ -38,7 +39,7 @@ func TestLimitsReachEngine(t *testing.T) {
 	if n := len(eng.Contexts()); n != 1 {
 		t.Errorf("%d contexts, want 1", n)
 	}
-	if st := eng.Stats(); st.Drops[shim6.DropContextLimit] != 1 {
-		t.Errorf("context-limit drops %d, want 1", st.Drops[shim6.DropContextLimit])
+	if st := eng.Stats(); st.Evictions != 1 {
+		t.Errorf("evictions %d, want 1", st.Evictions)
 	}
 }

@@ -186,23 +186,17 @@ func Sign(priv *rsa.PrivateKey, typeTag [16]byte, msg []byte) ([]byte, error) {
 }
 
 // VerifySignature verifies sig over typeTag ‖ msg with the RSA public key
-// in pds (RFC 3972 §6). It does not verify the address; call VerifyCGA
-// for that.
+// in pds (RFC 3972 §6), refusing keys above DefaultMaxRSABits or with an
+// exponent above MaxRSAExponent (PeerKey). It does not verify the address;
+// call VerifyCGA for that.
 func VerifySignature(pds []byte, typeTag [16]byte, msg, sig []byte) error {
-	p, err := ParsePDS(pds)
+	return verifySignature(pds, typeTag, msg, sig, DefaultMaxRSABits)
+}
+
+func verifySignature(pds []byte, typeTag [16]byte, msg, sig []byte, maxBits int) error {
+	pub, err := PeerKey(pds, maxBits)
 	if err != nil {
 		return err
-	}
-	k, err := x509.ParsePKIXPublicKey(p.PublicKey())
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrNotRSAKey, err)
-	}
-	pub, ok := k.(*rsa.PublicKey)
-	if !ok {
-		return fmt.Errorf("%w: %T", ErrNotRSAKey, k)
-	}
-	if bits := pub.N.BitLen(); bits < MinRSABits {
-		return fmt.Errorf("%w: %d bits, need %d (RFC 5533 §16)", ErrKeyTooSmall, bits, MinRSABits)
 	}
 	d := signDigest(typeTag, msg)
 	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA1, d[:], sig); err != nil {

@@ -43,6 +43,10 @@ var (
 	ErrNotRSAKey = errors.New("hba: public key is not rsa")
 	// ErrKeyTooSmall: an RSA key below 1024 bits (RFC 5533 §16).
 	ErrKeyTooSmall = errors.New("hba: rsa key too small")
+	// ErrKeyTooLarge: an RSA modulus above the verifier's bound or a
+	// public exponent above MaxRSAExponent; verifying would cost more
+	// than a peer may make us spend on one message.
+	ErrKeyTooLarge = errors.New("hba: rsa key too large")
 	// ErrBadSignature: the CGA signature does not verify (RFC 3972 §6).
 	ErrBadSignature = errors.New("hba: bad signature")
 	// ErrInvalid: bad parameters for set or book generation; the wrapping

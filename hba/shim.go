@@ -34,18 +34,25 @@ func ShimSignedMessage(generation uint32, locs []netip.Addr, methods []uint8) []
 
 // Verifier checks a Shim6 peer's locator list; it satisfies
 // shim6.Verifier without importing it.
-type Verifier struct{}
+type Verifier struct {
+	// MaxKeyBits bounds the peer's RSA modulus for CGA signatures
+	// (DefaultMaxRSABits if 0); see PeerKey.
+	MaxKeyBits int
+}
 
 // VerifyLocators checks that pds belongs to ulid (HBA verification if the
 // PDS has a Multi-Prefix extension, CGA verification otherwise), that every
 // HBA locator belongs to the set (RFC 5535 §7.2), and, if any locator uses
 // CGA, that sig signs generation and the CGA locators with the PDS key
 // (RFC 5533 §5.15.5, §7.2). methods has one entry per locator; nil means
-// HBA for all.
-func (Verifier) VerifyLocators(ulid netip.Addr, pds, sig []byte, generation uint32, locs []netip.Addr, methods []uint8) error {
+// HBA for all. It checks the signature at most once; a failure is a
+// *LocatorError naming the first locator at fault (index 0 when the PDS
+// does not match the ULID, the first CGA locator when the signature or its
+// key is refused).
+func (v Verifier) VerifyLocators(ulid netip.Addr, pds, sig []byte, generation uint32, locs []netip.Addr, methods []uint8) error {
 	p, err := ParsePDS(pds)
 	if err != nil {
-		return err
+		return &LocatorError{0, err}
 	}
 	if _, mpErr := p.MultiPrefix(); mpErr == nil {
 		err = VerifyHBA(ulid, pds)
@@ -53,12 +60,12 @@ func (Verifier) VerifyLocators(ulid netip.Addr, pds, sig []byte, generation uint
 		err = VerifyCGA(ulid, pds)
 	}
 	if err != nil {
-		return fmt.Errorf("peer ulid %s: %w", ulid, err)
+		return &LocatorError{0, fmt.Errorf("peer ulid %s: %w", ulid, err)}
 	}
 	if methods != nil && len(methods) != len(locs) {
-		return fmt.Errorf("%w: %d methods for %d locators", ErrUnsupportedMethod, len(methods), len(locs))
+		return &LocatorError{0, fmt.Errorf("%w: %d methods for %d locators", ErrUnsupportedMethod, len(methods), len(locs))}
 	}
-	cga := false
+	firstCGA := -1
 	for i, l := range locs {
 		m := MethodHBA
 		if methods != nil {
@@ -67,19 +74,24 @@ func (Verifier) VerifyLocators(ulid netip.Addr, pds, sig []byte, generation uint
 		switch m {
 		case MethodHBA:
 			if err := VerifyHBA(l, pds); err != nil {
-				return fmt.Errorf("locator %s: %w", l, err)
+				return &LocatorError{i, fmt.Errorf("locator %s: %w", l, err)}
 			}
 		case MethodCGA:
-			cga = true
+			if firstCGA < 0 {
+				firstCGA = i
+			}
 		default:
-			return fmt.Errorf("%w: method %d for locator %s", ErrUnsupportedMethod, m, l)
+			return &LocatorError{i, fmt.Errorf("%w: method %d for locator %s", ErrUnsupportedMethod, m, l)}
 		}
 	}
-	if !cga {
+	if firstCGA < 0 {
 		return nil
 	}
 	if len(sig) == 0 {
-		return fmt.Errorf("%w: cga locators without a signature", ErrBadSignature)
+		return &LocatorError{firstCGA, fmt.Errorf("%w: cga locators without a signature", ErrBadSignature)}
 	}
-	return VerifySignature(pds, ShimCGATypeTag, ShimSignedMessage(generation, locs, methods), sig)
+	if err := verifySignature(pds, ShimCGATypeTag, ShimSignedMessage(generation, locs, methods), sig, v.MaxKeyBits); err != nil {
+		return &LocatorError{firstCGA, err}
+	}
+	return nil
 }

@@ -119,6 +119,9 @@ type context struct {
 
 	nextPeerTag *context // chain of contexts sharing a CT(peer)
 
+	origin           netip.Addr // the peer locator whose I2/I2bis created it (quotas)
+	lruPrev, lruNext *context   // least-recently-used order (engine_quota.go)
+
 	path               *pathEntry // site-wide path of the current pair
 	pathPrev, pathNext *context
 	rttMicros          uint32
@@ -303,6 +306,7 @@ func (e *Engine) allocNonce() uint32 {
 func (e *Engine) insert(c *context) {
 	c.heapIdx = -1
 	e.byPair[c.key()] = c
+	e.lru.pushBack(c)
 	if c.localTag != 0 {
 		e.byTag[c.localTag] = c
 	}
@@ -385,7 +389,9 @@ func (e *Engine) remove(c *context, reason string) {
 	}
 	if e.byPair[c.key()] == c {
 		delete(e.byPair, c.key())
+		e.lru.unlink(c)
 	}
+	e.clearOrigin(c)
 	e.pathForget(c)
 	c.state = StateIdle
 	c.hs, c.ex, c.upd = nil, nil, nil

@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"time"
+
+	"github.com/shim6gw/shim6gw/hba"
 )
 
 // Engine is the Shim6 (RFC 5533) and REAP (RFC 5534) state machine for
@@ -52,12 +54,18 @@ type Engine struct {
 	paths     map[pathKey]*pathEntry
 	livePaths int // paths with at least one context on them
 	pending   map[pairKey]pendingPair
+	lru       lruList
+	// Contexts created by a received I2/I2bis, per sending locator and /64.
+	byOrigin       map[netip.Addr]int
+	byOriginPrefix map[uint64]int
 
 	out   Actions
 	stats Stats
 	now   time.Time
 
 	errLim     errLimiter
+	verLim     errLimiter // signature checks (engine_verify.go)
+	vcache     verifyCache
 	limitEvent nanotime // last EventContextLimit
 	scratch    []byte
 	cands      []cand
@@ -82,7 +90,10 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		byNonce:   make(map[uint32]*context),
 		paths:     make(map[pathKey]*pathEntry),
 		pending:   make(map[pairKey]pendingPair),
-		uplinks:   append([]Uplink(nil), cfg.Uplinks...),
+
+		byOrigin:       make(map[netip.Addr]int),
+		byOriginPrefix: make(map[uint64]int),
+		uplinks:        append([]Uplink(nil), cfg.Uplinks...),
 	}
 	if e.cfg.HintPrefixLen <= 0 || e.cfg.HintPrefixLen > 128 {
 		e.cfg.HintPrefixLen = 48
@@ -96,6 +107,28 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if e.cfg.MaxContexts <= 0 {
 		e.cfg.MaxContexts = DefaultMaxContexts
 	}
+	if e.cfg.MaxContextsPerPeerLocator <= 0 {
+		e.cfg.MaxContextsPerPeerLocator = DefaultMaxContextsPerPeerLocator
+	}
+	if e.cfg.MaxContextsPerPeerPrefix <= 0 {
+		e.cfg.MaxContextsPerPeerPrefix = DefaultMaxContextsPerPeerPrefix
+	}
+	if e.cfg.MaxPeerKeyBits <= 0 {
+		e.cfg.MaxPeerKeyBits = DefaultMaxPeerKeyBits
+	}
+	if e.cfg.MaxSignatureChecksPerSecond <= 0 {
+		e.cfg.MaxSignatureChecksPerSecond = DefaultSignatureChecksPerSecond
+	}
+	if e.cfg.MaxSignatureChecksPerSourcePerSecond <= 0 {
+		e.cfg.MaxSignatureChecksPerSourcePerSecond = min(DefaultSignatureChecksPerSourcePerSecond, e.cfg.MaxSignatureChecksPerSecond)
+	}
+	if hv, ok := e.ver.(hba.Verifier); ok {
+		// The verifier refuses the same keys the engine pre-checks.
+		hv.MaxKeyBits = e.cfg.MaxPeerKeyBits
+		e.ver = hv
+	}
+	e.verLim.rate = float64(e.cfg.MaxSignatureChecksPerSecond)
+	e.verLim.srcRate = float64(e.cfg.MaxSignatureChecksPerSourcePerSecond)
 	e.errLim.rate = float64(e.cfg.MaxErrorsPerSecond)
 	e.errLim.srcRate = float64(e.cfg.MaxErrorsPerSourcePerSecond)
 	e.down = make([]bool, len(e.uplinks))
@@ -109,6 +142,11 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	e.rng = rand.New(src)
 	// From the seed, not the generator, so tags and nonces stay as before.
 	e.errLim.key = binary.LittleEndian.Uint64(seed[24:]) ^ 0x5851f42d4c957f2d
+	e.verLim.key = binary.LittleEndian.Uint64(seed[16:]) ^ 0x2545f4914f6cdd1d
+	var ck [16]byte
+	copy(ck[:], seed[:16])
+	ck[0] ^= 0xc4 // not the generator's seed verbatim
+	e.vcache.init(ck)
 	secret := cfg.SiteSecret
 	if len(secret) == 0 {
 		secret = make([]byte, 32)

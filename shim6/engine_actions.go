@@ -109,11 +109,15 @@ const (
 	DropTooLong                           // a message to send would exceed 1280 octets; not sent
 	DropBadValidatorLen                   // R1/R1bis validator longer than we copy
 	DropContextLimit                      // I2/I2bis or local initiation refused: MaxContexts reached
+	DropPeerKeyTooLarge                   // CGA key above MaxPeerKeyBits or exponent above 65537 (Error 2)
+	DropVerifyBudget                      // signature check refused: the sender's or the site's budget is spent
+	DropSourceQuota                       // I2/I2bis would exceed the contexts allowed per peer locator or /64
 	NumDropReasons
 )
 
 var dropNames = [...]string{"malformed", "unknown_type", "critical_option", "no_context", "bad_validator",
-	"stale_nonce", "verify_failed", "wrong_state", "bad_locator", "rate_limited", "bad_address", "bad_preferences", "too_long", "bad_validator_len", "context_limit"}
+	"stale_nonce", "verify_failed", "wrong_state", "bad_locator", "rate_limited", "bad_address", "bad_preferences", "too_long", "bad_validator_len", "context_limit",
+	"peer_key_too_large", "verify_budget", "source_quota"}
 
 func (d DropReason) String() string {
 	if int(d) < len(dropNames) {
@@ -133,6 +137,7 @@ type Stats struct {
 	Explorations uint64
 	Failovers    uint64
 	Removed      uint64
+	Evictions    uint64 // idle or unestablished contexts evicted for a new one at MaxContexts
 }
 
 // ContextInfo describes one context for /debug/contexts.

@@ -72,7 +72,14 @@ func BenchmarkContextMemory(b *testing.B) {
 	n := *benchContexts
 	for i := 0; i < b.N; i++ {
 		sa, sb := benchSite("a", 1), benchSite("b", n)
-		ea, eb := benchEngines(b, sa, sb, acceptAll{})
+		ea, _ := benchEngines(b, sa, sb, acceptAll{})
+		// One host of A talks to all of B's: above B's per-source quotas.
+		cfg := simConfig(sb, acceptAll{}, 2, Timers{})
+		cfg.MaxContextsPerPeerLocator, cfg.MaxContextsPerPeerPrefix = n, n
+		eb, err := NewEngine(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
 		var q []OutPacket
 		runtime.GC()
 		var m0, m1 runtime.MemStats

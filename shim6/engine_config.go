@@ -217,8 +217,26 @@ type EngineConfig struct {
 	MaxErrorsPerSourcePerSecond int
 	// MaxContexts bounds the stored contexts, hold-downs included
 	// (default DefaultMaxContexts = 1<<20, about 800 MiB at ~800 bytes
-	// per context, docs/benchmarks.md). At the cap an I2/I2bis that would
-	// create a context and a local initiation are refused and counted as
-	// DropContextLimit; existing contexts are never evicted.
+	// per context, docs/benchmarks.md). At the cap the least recently
+	// used context that is not established or is idle is evicted for a
+	// new one (Stats.Evictions); with none, an I2/I2bis that would create
+	// a context and a local initiation are refused (DropContextLimit).
 	MaxContexts int
+	// MaxContextsPerPeerLocator and MaxContextsPerPeerPrefix bound the
+	// contexts created by received I2/I2bis per sending locator (default
+	// 1024) and per sending /64 (default 8192); beyond them the message is
+	// dropped (DropSourceQuota). See engine_quota.go.
+	MaxContextsPerPeerLocator int
+	MaxContextsPerPeerPrefix  int
+	// MaxPeerKeyBits bounds a peer's RSA modulus for CGA signatures
+	// (default DefaultMaxPeerKeyBits = 4096); larger keys, and public
+	// exponents above 65537, are refused with Error code 2 before any
+	// signature work (engine_verify.go).
+	MaxPeerKeyBits int
+	// MaxSignatureChecksPerSecond bounds CGA signature checks site-wide
+	// (default 100); MaxSignatureChecksPerSourcePerSecond per sender /64
+	// (default 10). A message over budget is dropped silently and
+	// counted as DropVerifyBudget; its sender retransmits.
+	MaxSignatureChecksPerSecond          int
+	MaxSignatureChecksPerSourcePerSecond int
 }

@@ -63,6 +63,9 @@ func checkInvariants(e *Engine) error {
 	if len(e.byPair) > e.cfg.MaxContexts {
 		return fmt.Errorf("%d contexts, cap %d", len(e.byPair), e.cfg.MaxContexts)
 	}
+	if err := checkQuotaInvariants(e); err != nil {
+		return err
+	}
 	n, live := 0, 0
 	for k, pe := range e.paths {
 		if pe.key != k {
@@ -238,7 +241,7 @@ func TestEngineRandomSequences(t *testing.T) {
 		// The sequences must reach the interesting states, or the test
 		// proves nothing.
 		if est == 0 || explored == 0 || drops == 0 || limited == 0 {
-			t.Errorf("coverage: %d establishments, %d explorations, %d drops, %d context_limit", est, explored, drops, limited)
+			t.Errorf("coverage: %d establishments, %d explorations, %d drops, %d context_limit or evictions", est, explored, drops, limited)
 		}
 	}()
 	for run := 0; run < 300; run++ {
@@ -262,7 +265,7 @@ func TestEngineRandomSequences(t *testing.T) {
 			for _, d := range st.Drops {
 				drops += d
 			}
-			limited += st.Drops[DropContextLimit]
+			limited += st.Drops[DropContextLimit] + st.Evictions
 		}
 	}
 }

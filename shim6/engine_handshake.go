@@ -107,8 +107,15 @@ func (e *Engine) onI1(src, dst netip.Addr, m Message) {
 	switch c.state {
 	case StateI1Sent, StateI2Sent, StateI2bisSent:
 		// Crossing I1s (RFC 5533 §7.4, §7.9): R2 with our tag, the peer's
-		// nonce; CT(peer) unchanged.
-		e.sendR2(c, dst, src, i1.InitiatorNonce())
+		// nonce; CT(peer) unchanged. The ULID Pair option is not
+		// authenticated, so CT(local) goes only to ULID(peer) or a locator
+		// in Ls(peer); anyone else gets the stateless R1, which costs us
+		// nothing and tells them nothing.
+		if src == c.peerULID || c.peerOK(src) {
+			e.sendR2(c, dst, src, i1.InitiatorNonce())
+		} else {
+			e.sendR1(src, dst, i1.InitiatorTag(), i1.InitiatorNonce(), ulidLocal, ulidPeer, fii)
+		}
 	case StateEstablished:
 		if c.peerOK(src) && c.peerTag == i1.InitiatorTag() {
 			e.sendR2(c, dst, src, i1.InitiatorNonce()) // our R2 was lost
@@ -187,10 +194,15 @@ func (e *Engine) onI2(src, dst netip.Addr, m Message, bis bool) {
 		e.stats.Drops[DropBadValidator]++
 		return
 	}
-	if e.byPair[pairKey{ulidLocal, ulidPeer, fii}] == nil && e.full() {
-		// Before verifying the locators: a full table costs no CGA work.
-		e.refuseContext(ulidLocal, ulidPeer, m.Type().String())
-		return
+	if e.byPair[pairKey{ulidLocal, ulidPeer, fii}] == nil {
+		// Before verifying the locators: a refused context costs no CGA work.
+		if e.quotaFull(src) {
+			e.stats.Drops[DropSourceQuota]++
+			return
+		}
+		if !e.roomFor(ulidLocal, ulidPeer, m.Type().String(), false) {
+			return
+		}
 	}
 	ps, ok := e.peerSetFrom(src, dst, m, ulidPeer, nil)
 	if !ok {
@@ -224,8 +236,12 @@ func (e *Engine) onI2(src, dst netip.Addr, m Message, bis bool) {
 			e.stats.Drops[DropNoContext]++
 			return
 		}
+		if !e.roomFor(ulidLocal, ulidPeer, m.Type().String(), true) {
+			return
+		}
 		c = &context{host: h, peerULID: ulidPeer, fii: fii, created: nt(e.now), localTag: tag}
 		e.insert(c)
+		e.setOrigin(c, src)
 	} else if c.state == StateEstablished && c.peerTag == itag && samePeerSet(c.peer, ps) {
 		// A retransmitted (or replayed) I2: answer again, change nothing.
 		e.sendR2(c, dst, src, inonce)
@@ -246,6 +262,7 @@ func (e *Engine) onI2(src, dst netip.Addr, m Message, bis bool) {
 		e.setPair(c, dst, src)
 	}
 	c.state = StateEstablished
+	e.touch(c)
 	e.sendR2(c, dst, src, inonce)
 	e.publish(c)
 	if !wasUp || prevState != StateEstablished {
@@ -322,28 +339,12 @@ func (e *Engine) peerSetFrom(src, dst netip.Addr, m Message, ulidPeer netip.Addr
 	if pds != nil {
 		ps.pds = append([]byte(nil), pds...)
 	}
-	bad := -1
-	if e.ver == nil || pds == nil {
-		// Nothing to verify with: only a list that is just the ULID is usable.
-		if n != 1 || ps.locs[0] != ulidPeer {
-			bad = 0
-		}
-	} else if err := e.ver.VerifyLocators(ulidPeer, pds, sig, ps.generation, ps.locs, ps.methods); err != nil {
-		// Point the Error at the first locator that fails on its own
-		// (RFC 5533 §5.14 code 2); this extra work happens only on failure.
-		bad = 0
-		for i := range ps.locs {
-			if e.ver.VerifyLocators(ulidPeer, pds, sig, ps.generation, ps.locs[i:i+1], ps.methods[i:i+1]) != nil {
-				bad = i
-				break
-			}
-		}
-	}
-	if bad >= 0 {
-		e.stats.Drops[DropVerifyFailed]++
-		// RFC 5533 §7.2: ignore the whole message, SHOULD send Error 2.
+	if bad, why, answer := e.verifyPeerSet(src, ulidPeer, ps, sig); bad >= 0 {
+		e.stats.Drops[why]++
+		// RFC 5533 §7.2: ignore the whole message, SHOULD send Error 2
+		// with the Pointer at the failing locator's method octet (§5.14).
 		ptr := loff + OptionHeaderLen + ll.MethodOffset(bad)
-		if e.byLocator[dst] != nil {
+		if answer && e.byLocator[dst] != nil {
 			e.sendError(dst, src, CodeVerificationFailed, ptr, m)
 		}
 		return nil, false
@@ -481,6 +482,7 @@ func (e *Engine) onR2(src, dst netip.Addr, m Message) {
 	c.retries = 0
 	e.setPair(c, dst, src)
 	c.state = StateEstablished
+	e.touch(c)
 	e.publish(c)
 	if bis {
 		e.stats.Recoveries++
@@ -572,12 +574,8 @@ func (e *Engine) initiate(local, peer netip.Addr) {
 	if c := e.byPair[pairKey{local, peer, 0}]; c != nil {
 		return // exists, or held down (E-FAILED / NO-SUPPORT)
 	}
-	if e.full() {
-		e.refuseContext(local, peer, "initiate")
-		return
-	}
 	tag := e.allocTag()
-	if tag == 0 {
+	if tag == 0 || !e.roomFor(local, peer, "initiate", true) {
 		return
 	}
 	c := &context{host: h, peerULID: peer, created: nt(e.now), flags: flagInitiator, localTag: tag}

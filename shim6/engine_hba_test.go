@@ -1,7 +1,6 @@
 package shim6
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -11,40 +10,8 @@ import (
 	"github.com/shim6gw/shim6gw/hba"
 )
 
-// hbaVerifier plugs package hba into the engine the way the gateway does:
-// the PDS must verify against the ULID, each HBA locator against the PDS
-// (RFC 5535 §7.2), and the CGA locators through the signature over the
-// generation and those locators (RFC 5533 §5.15.5).
-type hbaVerifier struct{}
-
-func (hbaVerifier) VerifyLocators(ulid netip.Addr, pds, sig []byte, gen uint32, locs []netip.Addr, methods []uint8) error {
-	if err := hba.VerifyHBA(ulid, pds); err != nil {
-		if err2 := hba.VerifyCGA(ulid, pds); err2 != nil {
-			return fmt.Errorf("ulid: %w", err)
-		}
-	}
-	var msg []byte
-	for i, l := range locs {
-		switch methods[i] {
-		case VerifyHBA:
-			if err := hba.VerifyHBA(l, pds); err != nil {
-				return fmt.Errorf("locator %v: %w", l, err)
-			}
-		case VerifyCGA:
-			if msg == nil {
-				msg = binary.BigEndian.AppendUint32(nil, gen)
-			}
-			a := l.As16()
-			msg = append(msg, a[:]...)
-		default:
-			return fmt.Errorf("locator %v: unknown method %d", l, methods[i])
-		}
-	}
-	if msg != nil {
-		return hba.VerifySignature(pds, hba.ShimCGATypeTag, msg, sig)
-	}
-	return nil
-}
+// hbaVerifier is the verifier the gateway plugs in.
+type hbaVerifier = hba.Verifier
 
 // hbaSite makes a site whose hosts are real HBA-only sets over the LAN /64
 // of each uplink.

@@ -14,9 +14,9 @@ const DefaultMaxContexts = 1 << 20
 // emitted, so the log and the control loop's snapshots stay cheap.
 const contextLimitEventEvery = 10 * 1e9 // nanoseconds
 
-// full reports whether a new context would exceed MaxContexts. Existing
-// contexts are never evicted for a new one: remote input could otherwise
-// push out working contexts.
+// full reports whether a new context would exceed MaxContexts. Only an
+// idle or unestablished context is evicted for a new one (roomFor), so
+// remote input cannot push out contexts that carry traffic.
 func (e *Engine) full() bool { return len(e.byPair) >= e.cfg.MaxContexts }
 
 // refuseContext counts a context not created because the table is full.
@@ -58,7 +58,8 @@ type srcBucket struct {
 	tokenBucket
 }
 
-// errLimiter rate-limits Error and R1bis messages per source /64 in a
+// errLimiter rate-limits Error and R1bis messages (and signature
+// checks, as verLim) per source /64 in a
 // small direct-mapped table (a slot taken by another /64 starts afresh,
 // so colliding sources never silence each other) and site-wide. It is
 // allocated once with the engine; checking allocates nothing.
@@ -83,19 +84,25 @@ func (l *errLimiter) slot(a netip.Addr) *srcBucket {
 	return s
 }
 
-// errAllowed takes a token for an Error or R1bis to peer, if both its
-// source's bucket and the site-wide one have one.
-func (e *Engine) errAllowed(peer netip.Addr) bool {
-	l := &e.errLim
-	n := nt(e.now)
-	s := l.slot(peer)
+// allow takes a token for source a at time n, if both its /64's bucket
+// and the site-wide one have one.
+func (l *errLimiter) allow(a netip.Addr, n nanotime) bool {
+	s := l.slot(a)
 	l.all.refill(n, l.rate)
 	s.refill(n, l.srcRate)
 	if l.all.tokens < 1 || s.tokens < 1 {
-		e.stats.Drops[DropRateLimited]++
 		return false
 	}
 	l.all.tokens--
 	s.tokens--
+	return true
+}
+
+// errAllowed takes a token for an Error or R1bis to peer.
+func (e *Engine) errAllowed(peer netip.Addr) bool {
+	if !e.errLim.allow(peer, nt(e.now)) {
+		e.stats.Drops[DropRateLimited]++
+		return false
+	}
 	return true
 }

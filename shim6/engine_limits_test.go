@@ -141,10 +141,11 @@ func TestLimitsErrorRatePerSource(t *testing.T) {
 }
 
 // MaxContexts: a remote host with many ULIDs cannot create contexts
-// without bound. Beyond the cap an I2 that would create one is dropped
-// and counted (DropContextLimit) with one EventContextLimit, local
-// initiations are refused too, existing contexts stay and keep working,
-// and a freed slot is usable again.
+// without bound. Beyond the cap, with no context evictable (all carry
+// traffic), an I2 that would create one is dropped and counted
+// (DropContextLimit) with one EventContextLimit, local initiations are
+// refused too, existing contexts stay and keep working, and a freed slot
+// is usable again.
 func TestLimitsMaxContexts(t *testing.T) {
 	sb := newSite("b", 1)
 	cfg := simConfig(sb, nil, 42, Timers{})
@@ -169,6 +170,9 @@ func TestLimitsMaxContexts(t *testing.T) {
 		if n := establish(i); n != 1 {
 			t.Fatalf("context %d: %d packets, want R2", i, n)
 		}
+		// Carrying traffic, so not evictable (engine_quota.go).
+		ci, _ := e.Context(p.local, ulid(i))
+		e.ObserveTraffic(p.now, ci.LocalTag, p.now, p.now)
 	}
 	events = nil
 	for i := 3; i < 10; i++ {

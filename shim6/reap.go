@@ -209,6 +209,7 @@ func (e *Engine) payloadIn(c *context, r nanotime) {
 		return
 	}
 	c.lastRecv, c.lastRecvPayload = r, r
+	e.touch(c)
 	if c.kaStart <= c.lastSent {
 		c.kaStart = r
 	}
@@ -234,6 +235,7 @@ func (e *Engine) payloadOut(c *context, s nanotime) {
 		return
 	}
 	c.lastSent = s
+	e.touch(c)
 	if s <= c.sendStopped {
 		return
 	}

@@ -180,6 +180,14 @@ func TestReapProbeBackoff(t *testing.T) {
 			t.Errorf("gap %d = %v, want 0.5 s", i, d)
 		}
 	}
+	// Backed-off probes: doubling, randomized by ±20 % (RFC 5534 §4.1).
+	var ratios []float64
+	nominal := DefaultTimers().InitialProbeTimeout
+	for i := 5; i < len(times); i++ {
+		nominal = min(nominal*2, DefaultTimers().MaxProbeTimeout)
+		ratios = append(ratios, float64(times[i]-times[i-1])/float64(nominal))
+	}
+	checkJitter(t, ratios, 0.8, 1.2)
 	prev := time.Duration(0)
 	for i := 4; i < len(times); i++ {
 		d := times[i] - times[i-1]

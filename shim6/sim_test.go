@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shim6gw/shim6gw/hba"
 )
 
 // The simulator: engines of several sites connected by a network with
@@ -375,9 +377,9 @@ func (f *fakeVerifier) VerifyLocators(ulid netip.Addr, pds, sig []byte, gen uint
 	if !ok || string(pds) != fakePDS(ulid) {
 		return errForged
 	}
-	for _, l := range locs {
+	for i, l := range locs {
 		if !contains(set, l) {
-			return errForged
+			return &hba.LocatorError{Index: i, Err: errForged}
 		}
 	}
 	return nil

@@ -61,6 +61,7 @@ func ControlStatsFrom(s *shim6.Stats, contexts []shim6.ContextInfo) ControlStats
 		Drops:        map[string]uint64{},
 		Explorations: s.Explorations,
 		Failovers:    s.Failovers,
+		Evictions:    s.Evictions,
 	}
 	for _, c := range contexts {
 		cs.ContextsByState[StateLabel(c.State)]++

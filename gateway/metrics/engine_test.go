@@ -18,7 +18,7 @@ func TestControlStatsFrom(t *testing.T) {
 	s.Rx[100] = 1
 	s.Drops[shim6.DropBadValidator] = 5
 	s.Established, s.Failed, s.NoSupport, s.Recoveries = 7, 1, 2, 3
-	s.Explorations, s.Failovers = 6, 2
+	s.Explorations, s.Failovers, s.Evictions = 6, 2, 9
 	ctxs := []shim6.ContextInfo{{State: shim6.StateEstablished}, {State: shim6.StateEstablished}, {State: shim6.StateI1Sent}}
 	got := ControlStatsFrom(&s, ctxs)
 	want := ControlStats{
@@ -28,6 +28,7 @@ func TestControlStatsFrom(t *testing.T) {
 		Drops:           map[string]uint64{"bad_validator": 5},
 		Explorations:    6,
 		Failovers:       2,
+		Evictions:       9,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)

@@ -92,6 +92,9 @@ type ControlStats struct {
 	Drops           map[string]uint64 // ControlDropLabels → total
 	Explorations    uint64            // REAP explorations started (RFC 5534 §4.3)
 	Failovers       uint64            // REAP moves to a new locator pair
+	// Evictions: idle or unestablished contexts dropped at max_contexts
+	// to make room for a new one.
+	Evictions uint64
 }
 
 // DataplaneStats is the data plane's view at scrape time (sums of its
@@ -162,7 +165,7 @@ type Metrics struct {
 }
 
 type metricDescs struct {
-	buildInfo, contexts, establishments, messages, controlDrops, explorations, failovers, uplinkUp, tunUp, packets, bytes, packetDrops,
+	buildInfo, contexts, establishments, messages, controlDrops, explorations, failovers, evictions, uplinkUp, tunUp, packets, bytes, packetDrops,
 	reloads, lastReloadOK, plumbing, noticeDrops, injectErrors, tunDropped, uplinkPackets, uplinkBytes *prometheus.Desc
 }
 
@@ -200,6 +203,7 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 		controlDrops:   m.newDesc("control", "dropped_messages_total", "Control messages the engine ignored, by reason.", "reason"),
 		explorations:   m.newDesc("reap", "explorations_total", "REAP path explorations started (RFC 5534 §4.3)."),
 		failovers:      m.newDesc("reap", "failovers_total", "REAP moves of a context to another locator pair."),
+		evictions:      m.newDesc("context", "evictions_total", "Idle or unestablished contexts evicted at limits.max_contexts to make room for a new one."),
 		uplinkUp:       m.newDesc("uplink", "up", "1 while the uplink is usable (carrier, address, route).", "uplink"),
 		uplinkPackets:  m.newDesc("uplink", "packets_total", "Packets forwarded through the uplink: outbound by source, inbound by destination locator.", "uplink", "direction"),
 		uplinkBytes:    m.newDesc("uplink", "bytes_total", "Bytes forwarded through the uplink: outbound by source, inbound by destination locator.", "uplink", "direction"),
@@ -244,7 +248,7 @@ func (m *Metrics) ObserveReload(ok bool) {
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	d := m.descs
 	for _, x := range []*prometheus.Desc{d.buildInfo, d.contexts, d.establishments, d.messages, d.controlDrops,
-		d.explorations, d.failovers, d.uplinkUp, d.tunUp, d.packets, d.bytes,
+		d.explorations, d.failovers, d.evictions, d.uplinkUp, d.tunUp, d.packets, d.bytes,
 		d.packetDrops, d.reloads, d.lastReloadOK, d.plumbing, d.noticeDrops, d.injectErrors, d.tunDropped, d.uplinkPackets, d.uplinkBytes} {
 		ch <- x
 	}
@@ -280,6 +284,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(d.controlDrops, cs.Drops[r], r)
 	}
 	counter(d.explorations, cs.Explorations)
+	counter(d.evictions, cs.Evictions)
 	counter(d.failovers, cs.Failovers)
 
 	if m.opts.Uplinks != nil {

@@ -198,7 +198,7 @@ func TestMetricNames(t *testing.T) {
 	names := MetricNames()
 	want := []string{
 		"shim6gw_build_info", "shim6gw_config_last_reload_successful", "shim6gw_config_reloads_total",
-		"shim6gw_context_establishments_total", "shim6gw_contexts", "shim6gw_control_dropped_messages_total",
+		"shim6gw_context_establishments_total", "shim6gw_context_evictions_total", "shim6gw_contexts", "shim6gw_control_dropped_messages_total",
 		"shim6gw_control_inject_errors_total", "shim6gw_control_messages_total", "shim6gw_dataplane_bytes_total",
 		"shim6gw_dataplane_dropped_notices_total", "shim6gw_dataplane_packets_total", "shim6gw_plumbing_installed",
 		"shim6gw_reap_explorations_total", "shim6gw_reap_failover_duration_seconds", "shim6gw_reap_failovers_total",

@@ -17,7 +17,7 @@ func TestLabelVocabulary(t *testing.T) {
 			"keepalive", "probe", "error", "unknown"}},
 		{"control drops", ControlDropLabels, []string{"malformed", "unknown_type", "critical_option", "no_context", "bad_validator",
 			"stale_nonce", "verify_failed", "wrong_state", "bad_locator", "rate_limited", "bad_address", "bad_preferences",
-			"too_long", "bad_validator_len", "context_limit"}},
+			"too_long", "bad_validator_len", "context_limit", "peer_key_too_large", "verify_budget", "source_quota"}},
 		{"directions", PacketDirectionLabels, []string{"outbound", "inbound"}},
 		{"path kinds", PathKindLabels, []string{"passthrough", "outbound_shim", "inbound_shim", "control", "fallback_out",
 			"fallback_in", "icmp_error", "too_big"}},
