@@ -119,15 +119,27 @@ func (l *Lab) startGateways(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		l.log.Info("lab: starting gateway", "ns", l.NS(s.Gateway), "config", path)
-		stop, err := l.opts.StartGateway(ctx, l.NS(s.Gateway), path)
-		if err != nil {
-			return fmt.Errorf("lab: start gateway %s: %w", s.Gateway, err)
+		for _, gw := range l.siteGateways(s) {
+			if err := l.startGateway(ctx, gw, path); err != nil {
+				return err
+			}
 		}
-		l.mu.Lock()
-		l.stops = append(l.stops, stop)
-		l.mu.Unlock()
 	}
+	return nil
+}
+
+// startGateway starts the daemon of gateway gw with the configuration at
+// path; Down stops it.
+func (l *Lab) startGateway(ctx context.Context, gw Node, path string) error {
+	l.log.Info("lab: starting gateway", "ns", l.NS(gw), "config", path)
+	stop, err := l.opts.StartGateway(ctx, l.NS(gw), path)
+	if err != nil {
+		return fmt.Errorf("lab: start gateway %s: %w", gw, err)
+	}
+	stop = l.haStop(gw, stop)
+	l.mu.Lock()
+	l.stops = append(l.stops, stop)
+	l.mu.Unlock()
 	return nil
 }
 
