@@ -355,15 +355,6 @@ var ErrNoActive = errors.New("lab: no single active gateway")
 // in its namespace (shim6gw and keepalived) and its interfaces down, so
 // its peers lose carrier. It returns the gateway it killed.
 func (l *Lab) FailGateway(ctx context.Context) (Node, error) {
-	gw, err := l.activeOne(ctx)
-	if err != nil {
-		return "", err
-	}
-	return gw, l.PowerOff(ctx, gw)
-}
-
-// activeOne returns the one active HA gateway.
-func (l *Lab) activeOne(ctx context.Context) (Node, error) {
 	a, err := l.Active(ctx)
 	if err != nil {
 		return "", err
@@ -371,7 +362,7 @@ func (l *Lab) activeOne(ctx context.Context) (Node, error) {
 	if len(a) != 1 {
 		return "", fmt.Errorf("%w: %v", ErrNoActive, a)
 	}
-	return a[0], nil
+	return a[0], l.PowerOff(ctx, a[0])
 }
 
 // PowerOff kills every process in HA gateway gw's namespace and sets its

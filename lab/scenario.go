@@ -218,21 +218,18 @@ func (l *Lab) RunScenario(ctx context.Context, o ScenarioOptions) (*Report, erro
 			for _, s := range streams {
 				bytesAtFail = append(bytesAtFail, s.Tracker.Bytes())
 			}
+			// The failure instant is when it is in place: data that
+			// arrives later crossed the failure.
 			if o.Fail == FailGateway {
-				gw, err := l.activeOne(ctx)
+				gw, err := l.FailGateway(ctx)
 				if err != nil {
 					return nil, err
 				}
-				failTime, r.FailedGateway = time.Now(), gw
-				if err := l.PowerOff(ctx, gw); err != nil {
-					return nil, err
-				}
-			} else {
-				failTime = time.Now()
-				if err := l.Fail(ctx, o.ISP, o.Fail); err != nil {
-					return nil, err
-				}
+				r.FailedGateway = gw
+			} else if err := l.Fail(ctx, o.ISP, o.Fail); err != nil {
+				return nil, err
 			}
+			failTime = time.Now()
 			r.FailTime = failTime
 		}
 		for len(steps) > 0 && now.Sub(start) >= steps[0].At {

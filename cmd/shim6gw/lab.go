@@ -418,10 +418,11 @@ func (r *labRun) printKeep(l *lab.Lab, mode lab.Mode) {
 		w = r.stderr
 	}
 	fmt.Fprintf(w, "\nthe lab stays up (%s mode); enter a node with\n", mode)
+	gw := l.Gateways()[0]
 	fmt.Fprintf(w, "  sudo ip netns exec %s bash        # h1; likewise %s, %s, %s, ...\n",
-		l.NS(lab.H1), l.NS(lab.GW1), l.NS(lab.H2), l.NS(lab.Legacy))
+		l.NS(lab.H1), l.NS(gw), l.NS(lab.H2), l.NS(lab.Legacy))
 	if mode == lab.Daemon {
-		fmt.Fprintf(w, "  sudo ip netns exec %s curl -s http://%s/debug/contexts\n", l.NS(lab.GW1), lab.AdminListen)
+		fmt.Fprintf(w, "  sudo ip netns exec %s curl -s http://%s/debug/contexts\n", l.NS(gw), lab.AdminListen)
 	}
 	// After --throughput the kernel baseline is up, but the daemon lab's
 	// files stay.
@@ -490,12 +491,13 @@ func setSendTimeout(d time.Duration) {
 }
 
 // captureGateway starts the daemon with its own control-message capture
-// (`run --capture`), <dir>/gwN-control.pcap after the config's name; the
+// (`run --capture`), <dir>/<node>-control.pcap (gw1, gw2, gw1a...); the
 // lab's dumpcap files <dir>/gwN.pcapng hold everything with next header
 // 140 on the wire, payload included.
 func captureGateway(log io.Writer, ready func(context.Context, string) error, exe, dir string) lab.StartGatewayFunc {
 	return func(ctx context.Context, ns, cfgPath string) (func() error, error) {
-		name := strings.TrimSuffix(filepath.Base(cfgPath), filepath.Ext(cfgPath)) + "-control.pcap"
+		// Named after the namespace's node: an HA pair shares one config.
+		name := ns[strings.LastIndex(ns, "-")+1:] + "-control.pcap"
 		start := lab.ExecGateway(log, ready, exe, "run", "--config", "{config}", "--capture", filepath.Join(dir, name))
 		return start(ctx, ns, cfgPath)
 	}
