@@ -113,23 +113,10 @@ func TestIntegrationLabCommand(t *testing.T) {
 			t.Skipf("skipping: %s not installed", tool)
 		}
 	}
-	bin := filepath.Join(t.TempDir(), "shim6gw")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v: %s", err, out)
-	}
-	if out, _ := exec.Command(bin, "help").Output(); !strings.Contains(string(out), "\n  run ") {
-		t.Skip("skipping: shim6gw has no run command yet")
-	}
 	const prefix = "s6labcmd"
-	t.Cleanup(func() {
-		_ = lab.CleanupLeftovers(context.Background(), prefix)
-		out, _ := exec.Command("ip", "netns", "list").Output()
-		if strings.Contains(string(out), prefix+"-") {
-			t.Errorf("namespaces left behind:\n%s", out)
-		}
-	})
+	bin := labBinary(ctx, t, prefix)
 	capDir := ""
 	args := []string{"lab", "--json", "--prefix", prefix, "--fail-at", "2s", "--duration", "5s"}
 	if _, err := exec.LookPath("dumpcap"); err == nil {
@@ -180,6 +167,27 @@ func TestIntegrationLabCommand(t *testing.T) {
 	if strings.Contains(string(out), prefix+"-") {
 		t.Errorf("lab left namespaces behind:\n%s", out)
 	}
+}
+
+// labBinary builds this command for a lab test whose labs use prefix, and
+// checks at cleanup that none of its namespaces is left.
+func labBinary(ctx context.Context, t *testing.T, prefix string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "shim6gw")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v: %s", err, out)
+	}
+	if out, _ := exec.Command(bin, "help").Output(); !strings.Contains(string(out), "\n  run ") {
+		t.Skip("skipping: shim6gw has no run command yet")
+	}
+	t.Cleanup(func() {
+		_ = lab.CleanupLeftovers(context.Background(), prefix)
+		out, _ := exec.Command("ip", "netns", "list").Output()
+		if strings.Contains(string(out), prefix+"-") {
+			t.Errorf("namespaces left behind:\n%s", out)
+		}
+	})
+	return bin
 }
 
 func TestSetSendTimeout(t *testing.T) {
