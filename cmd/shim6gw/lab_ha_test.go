@@ -15,14 +15,7 @@ import (
 // TestIntegrationLabCommandHA runs "lab --ha --fail gateway --json --plot"
 // and checks the HA fields of the report and the drawing.
 func TestIntegrationLabCommandHA(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root to create network namespaces (CI runs as root)")
-	}
-	for _, tool := range []string{"ip", "nft", "sysctl", "keepalived"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipping: %s not installed", tool)
-		}
-	}
+	skipUnlessLab(t, "keepalived")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	const prefix = "s6labcmdha"

@@ -105,14 +105,7 @@ func TestLabNeedsRoot(t *testing.T) {
 // daemon mode (the gateways are the binary's own "run") under its own
 // prefix, and checks the report and that nothing is left.
 func TestIntegrationLabCommand(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root to create network namespaces (CI runs as root)")
-	}
-	for _, tool := range []string{"ip", "nft", "sysctl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipping: %s not installed", tool)
-		}
-	}
+	skipUnlessLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	const prefix = "s6labcmd"
@@ -166,6 +159,19 @@ func TestIntegrationLabCommand(t *testing.T) {
 	out, _ := exec.Command("ip", "netns", "list").Output()
 	if strings.Contains(string(out), prefix+"-") {
 		t.Errorf("lab left namespaces behind:\n%s", out)
+	}
+}
+
+// skipUnlessLab skips unless root and the lab's tools (and extra) exist.
+func skipUnlessLab(t *testing.T, extra ...string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root to create network namespaces (CI runs as root)")
+	}
+	for _, tool := range append([]string{"ip", "nft", "sysctl"}, extra...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("skipping: %s not installed", tool)
+		}
 	}
 }
 
