@@ -261,7 +261,26 @@ func (l *Lab) startVRRP(ctx context.Context) error {
 			}
 		}
 	}
-	return nil
+	// A takeover needs a standby that has heard the master.
+	return l.waitLog(ctx, filepath.Join(l.Dir(), "keepalived-gw1b.log"), "(lan) Entering BACKUP STATE", 15*time.Second)
+}
+
+// waitLog waits until the file at path contains line.
+func (l *Lab) waitLog(ctx context.Context, path, line string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), line) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lab: %q not in %s after %v", line, path, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // startKeepalived writes gw's keepalived.conf and starts keepalived in its

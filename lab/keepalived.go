@@ -51,11 +51,11 @@ func KeepalivedConfig(p KeepalivedParams) []byte {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	adv := strconv.FormatFloat(p.Advert.Seconds(), 'f', -1, 64)
 	ival := max(1, int(p.ReadyInterval/time.Second))
-	w("# keepalived for one gateway of a shim6gw pair (docs/operations.md, \"High")
-	w("# availability\"). The other gateway runs the same file with its own")
-	w("# router_id and a lower priority. Both run `shim6gw run` with the same")
-	w("# configuration (same HBA secret and hosts), hot: the one that holds the")
-	w("# addresses gets the traffic and rebuilds contexts on demand (R1bis/I2bis).")
+	w("# keepalived for one gateway of a shim6gw pair (docs/operations.md,")
+	w("# section 8). The other gateway runs the same file with its own router_id")
+	w("# and a lower priority. Both run `shim6gw run` with the same configuration")
+	w("# (same HBA secret and hosts), hot: the one that holds the addresses gets")
+	w("# the traffic and rebuilds contexts on demand (R1bis/I2bis).")
 	w("")
 	w("global_defs {")
 	w("    router_id %s", p.RouterID)
@@ -140,6 +140,6 @@ const ReadyScript = `#!/bin/bash
 addr=${1:-127.0.0.1:9146}
 exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}" 2>/dev/null || exit 1
 printf 'GET /readyz HTTP/1.0\r\nHost: %s\r\n\r\n' "$addr" >&3
-read -r -t 2 _ code _ <&3 || exit 1
+read -r -t 1 _ code _ <&3 || exit 1
 [ "$code" = 200 ]
 `

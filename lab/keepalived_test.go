@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"flag"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -27,22 +28,32 @@ var exampleKeepalived = KeepalivedParams{
 	VRIDBase: 61, Ready: "/usr/local/lib/shim6gw/shim6gw-ready", ReadyInterval: time.Second,
 }
 
+var updateKeepalived = flag.Bool("update-keepalived", false, "rewrite deploy/keepalived from the generator")
+
 // TestKeepalivedExampleIsGenerated: the shipped example is exactly what
 // the generator the lab runs makes, so the lab tests the example.
+// Regenerate with go test ./lab -run TestKeepalivedExampleIsGenerated
+// -update-keepalived.
 func TestKeepalivedExampleIsGenerated(t *testing.T) {
 	for _, f := range []struct {
 		path string
 		want []byte
+		mode os.FileMode
 	}{
-		{"../deploy/keepalived/keepalived.conf", KeepalivedConfig(exampleKeepalived)},
-		{"../deploy/keepalived/shim6gw-ready", []byte(ReadyScript)},
+		{"../deploy/keepalived/keepalived.conf", KeepalivedConfig(exampleKeepalived), 0o644},
+		{"../deploy/keepalived/shim6gw-ready", []byte(ReadyScript), 0o755},
 	} {
+		if *updateKeepalived {
+			if err := os.WriteFile(f.path, f.want, f.mode); err != nil {
+				t.Fatal(err)
+			}
+		}
 		got, err := os.ReadFile(f.path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, f.want) {
-			t.Errorf("%s differs from the generator; regenerate it (see lab/keepalived_test.go)", f.path)
+			t.Errorf("%s differs from the generator; regenerate it with -update-keepalived", f.path)
 		}
 	}
 	if fi, err := os.Stat("../deploy/keepalived/shim6gw-ready"); err != nil || fi.Mode()&0o111 == 0 {
