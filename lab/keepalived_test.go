@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -138,13 +139,14 @@ func TestReadyScript(t *testing.T) {
 	if err := os.WriteFile(script, []byte(ReadyScript), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	status := http.StatusOK
+	var status atomic.Int32 // the handler runs on the server's goroutines
+	status.Store(http.StatusOK)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/readyz" {
 			http.NotFound(w, r)
 			return
 		}
-		w.WriteHeader(status)
+		w.WriteHeader(int(status.Load()))
 	}))
 	addr := srv.Listener.Addr().String()
 	exit := func() int {
@@ -159,7 +161,7 @@ func TestReadyScript(t *testing.T) {
 	if got := exit(); got != 0 {
 		t.Errorf("ready: exit %d, want 0", got)
 	}
-	status = http.StatusServiceUnavailable
+	status.Store(http.StatusServiceUnavailable)
 	if got := exit(); got != 1 {
 		t.Errorf("not ready: exit %d, want 1", got)
 	}
