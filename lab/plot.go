@@ -211,6 +211,8 @@ func Plot(r *Report, title, path string) error {
 // failureName says what failed, for the legend.
 func failureName(r *Report) string {
 	switch {
+	case r.FailMode == FailNone:
+		return "none (scenario steps from here)"
 	case r.FailedGateway != "":
 		return "power off " + string(r.FailedGateway)
 	case r.FailedISP != "":

@@ -222,6 +222,8 @@ func (r *labRun) run(ctx context.Context) int {
 	what := string(lab.ISPA1)
 	if r.f.ha {
 		so.LocatorPair = l.ActiveContextPair(h1, h2)
+	}
+	if r.f.fail == lab.FailGateway {
 		what = "the active gateway"
 	}
 	r.say("streams h1 [%s] <-> h2 [%s], failure %s of %s at %v", h1, h2, r.f.fail, what, r.f.failAt)
