@@ -19,12 +19,12 @@ import (
 // An HA lab (Options.HA) builds site 1 with two gateways, gw1a and gw1b,
 // in place of gw1; everything else is as in the package doc:
 //
-//	h1: bridge eth0 ─┬─ lan-gw1a ── lan0 gw1a upA ── cust-gw1a ─┬─ bridge cust ispa1
-//	                 │                       upB ── cust-gw1a ─┐ │
-//	                 └─ lan-gw1b ── lan0 gw1b upA ── cust-gw1b ─┼─┘
-//	                                         upB ── cust-gw1b ─┴── bridge cust ispb1
+//	h1 (bridge eth0) ─┬─ lan-gw1a ── lan0 gw1a upA ── cust-gw1a ─┬─ ispa1 (bridge cust)
+//	                  └─ lan-gw1b ── lan0 gw1b upA ── cust-gw1b ─┘
+//	                                      gw1a upB ── cust-gw1a ─┬─ ispb1 (bridge cust)
+//	                                      gw1b upB ── cust-gw1b ─┘
 //
-// The hosts' router address (<P_X>:1::1) and each uplink's address
+// The hosts' router address (fe80::1, <P_X>:1::1) and each uplink's address
 // (<P_X>:ffff::2, where the provider routes the site's /48) are keepalived
 // virtual addresses; the gateways' own addresses are ::2 and ::3 on the
 // LAN, ::3 and ::4 on the uplinks. Both gateways run the daemon with the
@@ -48,9 +48,6 @@ type VRRPTimers struct {
 // declares the master dead after 3 × 100 ms plus its skew (RFC 5798
 // §6.1: Master_Down_Interval).
 var LabVRRP = VRRPTimers{Advert: 100 * time.Millisecond}
-
-// KeepalivedDefaults are keepalived's own timers (advert_int 1).
-var KeepalivedDefaults = VRRPTimers{Advert: time.Second}
 
 // haVRID is the LAN instance's virtual router ID in the lab.
 const haVRID = 61
