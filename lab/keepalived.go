@@ -109,7 +109,7 @@ func KeepalivedConfig(p KeepalivedParams) []byte {
 		w("    }")
 		w("}")
 	}
-	// RFC 5798 §7.1: the first address of an IPv6 virtual router is its
+	// RFC 5798 §5.2.9: the first address of an IPv6 virtual router is its
 	// link-local one; the hosts may use it as their default router too.
 	lan := []string{routerLinkLocal.String() + "/64"}
 	for _, v := range p.LANVIP {
