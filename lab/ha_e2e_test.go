@@ -129,12 +129,6 @@ func (h *haLab) scenario(d time.Duration, steps ...Step) *Report {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	// SHIM6GW_LAB_PLOTS=DIR draws each scenario into DIR/<test>.png.
-	if dir := os.Getenv("SHIM6GW_LAB_PLOTS"); dir != "" {
-		if err := Plot(rep, h.t.Name(), filepath.Join(dir, h.t.Name()+".png")); err != nil {
-			h.t.Error(err)
-		}
-	}
 	var sum strings.Builder
 	_ = rep.WriteSummary(&sum)
 	h.t.Logf("%s", sum.String())

@@ -240,7 +240,7 @@ func (r *labRun) run(ctx context.Context) int {
 	}
 	res := labResult{Report: rep}
 	if r.f.plot != "" {
-		if err := lab.Plot(rep, r.plotTitle(), r.f.plot); err != nil {
+		if err := plotReport(rep, r.plotTitle(), r.f.plot); err != nil {
 			fmt.Fprintf(r.stderr, "shim6gw: lab: %v\n", err)
 		} else {
 			r.say("  plot: %s", r.f.plot)

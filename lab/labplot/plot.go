@@ -1,4 +1,7 @@
-package lab
+// Package labplot draws a lab scenario report (`shim6gw lab --plot`) with
+// gonum.org/v1/plot. It is its own package so that a gateway binary built
+// with the noplot tag leaves gonum/plot and its fonts out.
+package labplot
 
 import (
 	"fmt"
@@ -10,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shim6gw/shim6gw/lab"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -18,15 +22,6 @@ import (
 	"gonum.org/v1/plot/vg/vgsvg"
 )
 
-// PlotFormatOK reports whether Plot can write path (by its extension).
-func PlotFormatOK(path string) bool {
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".svg", ".png":
-		return true
-	}
-	return false
-}
-
 var (
 	streamColors = []color.Color{color.RGBA{31, 119, 180, 255}, color.RGBA{44, 160, 44, 255}}
 	failColor    = color.RGBA{214, 39, 40, 255}
@@ -34,11 +29,11 @@ var (
 )
 
 // eventColor is the colour of an event's line by what it says.
-func eventColor(e Event) color.Color {
+func eventColor(e lab.Event) color.Color {
 	switch {
-	case e.Source == SourceLab:
+	case e.Source == lab.SourceLab:
 		return failColor
-	case e.Source == SourceVRRP:
+	case e.Source == lab.SourceVRRP:
 		return color.RGBA{148, 103, 189, 255}
 	case e.What == "context recovered":
 		return color.RGBA{44, 160, 44, 255}
@@ -58,19 +53,19 @@ type plotMark struct {
 // marks turns the events into labelled lines: events of one node within
 // 100 ms of each other share a line ("gw2: failover ×2"), and events
 // before the streams started are left out.
-func marks(r *Report) []plotMark {
-	evs := append([]Event(nil), r.Events...)
+func marks(r *lab.Report) []plotMark {
+	evs := append([]lab.Event(nil), r.Events...)
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].At.Before(evs[j].At) })
 	var out []plotMark
 	type key struct {
-		node Node
+		node lab.Node
 		what string
 	}
 	last := map[key]int{}
 	counts := map[int]int{}
 	for _, e := range evs {
 		at := e.At.Sub(r.Start).Seconds()
-		if at < 0 || e.Source == SourceLab && !r.FailTime.IsZero() && e.At.Sub(r.FailTime).Abs() < 200*time.Millisecond {
+		if at < 0 || e.Source == lab.SourceLab && !r.FailTime.IsZero() && e.At.Sub(r.FailTime).Abs() < 200*time.Millisecond {
 			continue // before the streams, or the failure's own line
 		}
 		k := key{e.Node, e.What}
@@ -99,13 +94,13 @@ const plotBin = 100 * time.Millisecond
 // shaded, and a dashed line per event (the lab's actions, the gateways'
 // failovers and recoveries, keepalived's state changes), listed with
 // their times beside the plot.
-func Plot(r *Report, title, path string) error {
+func Plot(r *lab.Report, title, path string) error {
 	ext := strings.ToLower(filepath.Ext(path))
-	if !PlotFormatOK(path) {
-		return fmt.Errorf("lab: plot %q: want .svg or .png", path)
+	if !lab.PlotFormatOK(path) {
+		return fmt.Errorf("labplot %q: want .svg or .png", path)
 	}
 	if len(r.Series) < 2 {
-		return fmt.Errorf("lab: plot: no samples (the streams did not start)")
+		return fmt.Errorf("labplot: no samples (the streams did not start)")
 	}
 	p := plot.New()
 	p.Title.Text = title
@@ -117,7 +112,10 @@ func Plot(r *Report, title, path string) error {
 	leg.Top, leg.Left = true, true
 	leg.TextStyle.Font.Size = vg.Points(8)
 
-	step := max(1, int(plotBin/sampleEvery))
+	step := 1
+	if every := r.Series[1].At - r.Series[0].At; every > 0 {
+		step = max(1, int(plotBin/every))
+	}
 	ymax := 0.0
 	for i, st := range r.Streams {
 		if i >= len(r.Series[0].Bytes) {
@@ -132,7 +130,7 @@ func Plot(r *Report, title, path string) error {
 		}
 		l, err := plotter.NewLine(xy)
 		if err != nil {
-			return fmt.Errorf("lab: plot: %w", err)
+			return fmt.Errorf("labplot: %w", err)
 		}
 		l.Color = streamColors[i%len(streamColors)]
 		l.Width = vg.Points(1.2)
@@ -158,7 +156,7 @@ func Plot(r *Report, title, path string) error {
 		a, b := r.GapFrom.Sub(r.Start).Seconds(), r.GapTo.Sub(r.Start).Seconds()
 		g, err := plotter.NewPolygon(plotter.XYs{{X: a, Y: 0}, {X: b, Y: 0}, {X: b, Y: top}, {X: a, Y: top}})
 		if err != nil {
-			return fmt.Errorf("lab: plot: %w", err)
+			return fmt.Errorf("labplot: %w", err)
 		}
 		g.Color, g.LineStyle.Width = gapColor, 0
 		p.Add(g)
@@ -168,7 +166,7 @@ func Plot(r *Report, title, path string) error {
 		at := r.FailTime.Sub(r.Start).Seconds()
 		l, err := vline(at, failColor, false, vg.Points(1.5))
 		if err != nil {
-			return fmt.Errorf("lab: plot: %w", err)
+			return fmt.Errorf("labplot: %w", err)
 		}
 		p.Add(l)
 		leg.Add(fmt.Sprintf("%5.2f s  failure: %s", at, failureName(r)), l)
@@ -176,7 +174,7 @@ func Plot(r *Report, title, path string) error {
 	for _, m := range marks(r) {
 		l, err := vline(m.at, m.color, true, vg.Points(0.8))
 		if err != nil {
-			return fmt.Errorf("lab: plot: %w", err)
+			return fmt.Errorf("labplot: %w", err)
 		}
 		p.Add(l)
 		leg.Add(fmt.Sprintf("%5.2f s  %s", m.at, m.label), l)
@@ -196,22 +194,22 @@ func Plot(r *Report, title, path string) error {
 	leg.Draw(draw.Crop(dc, w-legW+vg.Points(6), 0, 0, -vg.Points(24)))
 	f, err := os.Create(path)
 	if err != nil {
-		return fmt.Errorf("lab: plot: %w", err)
+		return fmt.Errorf("labplot: %w", err)
 	}
 	if _, err := c.WriteTo(f); err != nil {
 		f.Close()
-		return fmt.Errorf("lab: plot: %w", err)
+		return fmt.Errorf("labplot: %w", err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("lab: plot: %w", err)
+		return fmt.Errorf("labplot: %w", err)
 	}
 	return nil
 }
 
 // failureName says what failed, for the legend.
-func failureName(r *Report) string {
+func failureName(r *lab.Report) string {
 	switch {
-	case r.FailMode == FailNone:
+	case r.FailMode == lab.FailNone:
 		return "none (scenario steps from here)"
 	case r.FailedGateway != "":
 		return "power off " + string(r.FailedGateway)
