@@ -68,7 +68,7 @@
 // customer links (see ha.go); FailGateway powers off the active one.
 // RunScenario records the bytes received over time and, with
 // Options.Events, the lab's actions and the processes' notable log lines,
-// which Plot draws.
+// which package labplot draws.
 //
 // Lifecycle: New, Up, Down. Down kills every process the lab started and
 // deletes every namespace (which removes veths, routes and nft tables with
