@@ -63,6 +63,13 @@
 // a thread locked into the namespace (a socket stays in the namespace it
 // was created in), so measurements need no helper binary.
 //
+// HA (Options.HA, `shim6gw lab --ha`): site 1 has two gateways, gw1a and
+// gw1b, behind keepalived, bridged on the LAN and on both providers'
+// customer links (see ha.go); FailGateway powers off the active one.
+// RunScenario records the bytes received over time and, with
+// Options.Events, the lab's actions and the processes' notable log lines,
+// which package labplot draws.
+//
 // Lifecycle: New, Up, Down. Down kills every process the lab started and
 // deletes every namespace (which removes veths, routes and nft tables with
 // it). CleanupLeftovers removes the namespaces (and processes in them) that

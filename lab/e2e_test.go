@@ -24,6 +24,7 @@ import (
 
 	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/gateway/metrics"
+	"github.com/shim6gw/shim6gw/hba"
 )
 
 // e2ePrefix keeps the end-to-end labs apart from the other lab tests and
@@ -116,14 +117,7 @@ func upE2E(t *testing.T, entries ...int) *e2e {
 		entries = []int{0}
 	}
 	dir := t.TempDir()
-	b1, err := SiteBook(dir, Site1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b2, err := SiteBook(dir, Site2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b1, b2 := siteBooks(t, dir)
 	f, err := os.Create(filepath.Join(dir, "gateways.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -158,6 +152,20 @@ func upE2E(t *testing.T, entries ...int) *e2e {
 		t.Fatalf("Up: %v", err)
 	}
 	return e
+}
+
+// siteBooks writes both sites' configurations into dir and returns their
+// HBA books.
+func siteBooks(t *testing.T, dir string) (b1, b2 *hba.Book) {
+	t.Helper()
+	var err error
+	if b1, err = SiteBook(dir, Site1); err == nil {
+		b2, err = SiteBook(dir, Site2)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b1, b2
 }
 
 // assertNoGatewayState checks that the root namespace holds no rule or

@@ -19,15 +19,18 @@ const (
 	// FailBlackhole: the ISP silently drops everything to and from the
 	// customer; carrier stays up.
 	FailBlackhole FailMode = "blackhole"
+	// FailGateway powers off the active gateway of an HA lab (FailGateway
+	// method): kill -9 and its links down.
+	FailGateway FailMode = "gateway"
 )
 
 // ParseFailMode parses "none", "link" or "blackhole".
 func ParseFailMode(s string) (FailMode, error) {
 	switch m := FailMode(s); m {
-	case FailNone, FailLink, FailBlackhole:
+	case FailNone, FailLink, FailBlackhole, FailGateway:
 		return m, nil
 	}
-	return "", fmt.Errorf("lab: unknown failure mode %q (want link, blackhole or none)", s)
+	return "", fmt.Errorf("lab: unknown failure mode %q (want link, blackhole, gateway or none)", s)
 }
 
 // Fail injects failure mode m at ISP router isp.
@@ -39,6 +42,9 @@ func (l *Lab) Fail(ctx context.Context, isp Node, m FailMode) error {
 		return l.FailLink(ctx, isp)
 	case FailBlackhole:
 		return l.FailBlackhole(ctx, isp)
+	case FailGateway:
+		_, err := l.FailGateway(ctx)
+		return err
 	}
 	return fmt.Errorf("lab: unknown failure mode %q", m)
 }
@@ -49,7 +55,12 @@ func (l *Lab) FailLink(ctx context.Context, isp Node) error {
 	if _, _, err := ispOf(isp); err != nil {
 		return err
 	}
-	_, err := run(ctx, nil, "ip", "-n", l.NS(isp), "link", "set", CustIf, "down")
+	var script strings.Builder
+	for _, p := range l.custPorts(isp) {
+		fmt.Fprintf(&script, "link set %s down\n", p)
+	}
+	_, err := run(ctx, strings.NewReader(script.String()), "ip", "-n", l.NS(isp), "-batch", "-")
+	l.opts.Events.Add(isp, SourceLab, "link down")
 	return err
 }
 
@@ -67,6 +78,7 @@ func (l *Lab) FailBlackhole(ctx context.Context, isp Node) error {
 		"add rule inet %[1]s bh_fwd iifname %[2]q counter name blackhole_drops drop\n"+
 		"add rule inet %[1]s bh_fwd oifname %[2]q counter name blackhole_drops drop\n", t, CustIf)
 	_, err := l.nft(ctx, isp, script)
+	l.opts.Events.Add(isp, SourceLab, "blackhole")
 	return err
 }
 
@@ -80,16 +92,25 @@ func (l *Lab) Restore(ctx context.Context, isp Node) error {
 	if _, err := l.nft(ctx, isp, fmt.Sprintf("flush chain inet %[1]s bh_in\nflush chain inet %[1]s bh_out\nflush chain inet %[1]s bh_fwd\n", t)); err != nil {
 		return err
 	}
-	if _, err := run(ctx, nil, "ip", "-n", l.NS(isp), "link", "set", CustIf, "up"); err != nil {
-		return err
+	ports := l.custPorts(isp)
+	for _, p := range ports {
+		if _, err := run(ctx, nil, "ip", "-n", l.NS(isp), "link", "set", p, "up"); err != nil {
+			return err
+		}
 	}
 	site, u, _ := ispOf(isp)
 	if err := l.waitOperUp(ctx, isp, CustIf); err != nil {
 		return err
 	}
-	if err := l.waitOperUp(ctx, site.Gateway, u.Interface); err != nil {
-		return err
+	for _, gw := range l.siteGateways(site) {
+		if l.poweredOff(gw) {
+			continue
+		}
+		if err := l.waitOperUp(ctx, gw, u.Interface); err != nil {
+			return err
+		}
 	}
+	l.opts.Events.Add(isp, SourceLab, "restored")
 	// "link set down" flushed the routes through the interface (the
 	// addresses stay: keep_addr_on_down); put them back.
 	var routes []string

@@ -62,7 +62,7 @@ var LabTimers = []struct{ Key, Value string }{
 const AdminListen = "127.0.0.1:9146"
 
 // GatewayConfig returns the YAML configuration of site s's gateway in the
-// lab (schema: gateway/config.go, deploy/examples/lab-gateway.yaml). The
+// lab (schema: gateway/config, deploy/examples/lab-gateway.yaml). The
 // HBA site secret is read from secretFile (relative to the config file's
 // directory). This is the one place to adapt when the schema changes.
 func GatewayConfig(s Site, secretFile string) []byte {
@@ -118,15 +118,27 @@ func (l *Lab) startGateways(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		l.log.Info("lab: starting gateway", "ns", l.NS(s.Gateway), "config", path)
-		stop, err := l.opts.StartGateway(ctx, l.NS(s.Gateway), path)
-		if err != nil {
-			return fmt.Errorf("lab: start gateway %s: %w", s.Gateway, err)
+		for _, gw := range l.siteGateways(s) {
+			if err := l.startGateway(ctx, gw, path); err != nil {
+				return err
+			}
 		}
-		l.mu.Lock()
-		l.stops = append(l.stops, stop)
-		l.mu.Unlock()
 	}
+	return nil
+}
+
+// startGateway starts the daemon of gateway gw with the configuration at
+// path; Down stops it.
+func (l *Lab) startGateway(ctx context.Context, gw Node, path string) error {
+	l.log.Info("lab: starting gateway", "ns", l.NS(gw), "config", path)
+	stop, err := l.opts.StartGateway(ctx, l.NS(gw), path)
+	if err != nil {
+		return fmt.Errorf("lab: start gateway %s: %w", gw, err)
+	}
+	stop = l.haStop(gw, stop)
+	l.mu.Lock()
+	l.stops = append(l.stops, stop)
+	l.mu.Unlock()
 	return nil
 }
 

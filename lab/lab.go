@@ -74,6 +74,14 @@ type Options struct {
 	// <dir>/gw2.pcapng.
 	CaptureDir string
 	Logger     *slog.Logger
+	// HA builds site 1 with two gateways behind keepalived (see ha.go);
+	// Daemon mode only.
+	HA bool
+	// VRRP are the keepalived timers of an HA lab (LabVRRP if zero).
+	VRRP VRRPTimers
+	// Events, if set, collects the lab's failures and the gateways' and
+	// keepalived's notable log lines (for RunScenario's report and plot).
+	Events *EventLog
 }
 
 // Lab is one testbed instance.
@@ -89,6 +97,7 @@ type Lab struct {
 	procs    []*exec.Cmd
 	captures []*exec.Cmd
 	stops    []func() error
+	ha       haState
 }
 
 // Down lets dumpcap write out what it holds before stopping it: libpcap's
@@ -111,6 +120,9 @@ func New(opts Options) (*Lab, error) {
 	}
 	if opts.Mode == Daemon && opts.StartGateway == nil {
 		return nil, errors.New("lab: daemon mode needs Options.StartGateway")
+	}
+	if opts.HA && opts.Mode != Daemon {
+		return nil, errors.New("lab: an HA lab needs daemon mode")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -177,7 +189,7 @@ func (l *Lab) Up(ctx context.Context) (err error) {
 	l.mu.Lock()
 	l.dir, l.ownDir = dir, own
 	l.mu.Unlock()
-	for _, n := range Nodes {
+	for _, n := range l.nodes() {
 		if err := l.abort(ctx); err != nil {
 			return err
 		}
@@ -199,24 +211,24 @@ func (l *Lab) Up(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	for _, k := range links() {
+	for _, k := range l.topoLinks() {
 		if _, err := run(ctx, nil, "ip", "-n", l.NS(k.a), "link", "add", k.aName, "type", "veth",
 			"peer", "name", k.bName, "netns", l.NS(k.b)); err != nil {
 			return err
 		}
 	}
-	for _, n := range Nodes {
+	for _, n := range l.nodes() {
 		if err := l.abort(ctx); err != nil {
 			return err
 		}
-		script := strings.Join(ipConfig(n, l.opts.Mode, l.hostAddrs), "\n") + "\n"
+		script := strings.Join(l.nodeConfig(n), "\n") + "\n"
 		if _, err := run(ctx, strings.NewReader(script), "ip", "-6", "-n", l.NS(n), "-batch", "-"); err != nil {
 			return fmt.Errorf("lab: configure %s: %w", n, err)
 		}
 	}
 	// A veth transmits nothing until the kernel's link watcher has
 	// activated it (up to a second after "up"): wait for it.
-	for _, k := range links() {
+	for _, k := range l.topoLinks() {
 		if err := l.waitOperUp(ctx, k.a, k.aName); err != nil {
 			return err
 		}
@@ -239,6 +251,11 @@ func (l *Lab) Up(ctx context.Context) (err error) {
 	}
 	if l.opts.Mode == Daemon {
 		if err := l.startGateways(ctx); err != nil {
+			return err
+		}
+	}
+	if l.opts.HA {
+		if err := l.startVRRP(ctx); err != nil {
 			return err
 		}
 	}
@@ -288,6 +305,7 @@ func (l *Lab) Down() error {
 	for _, c := range append(captures, procs...) {
 		stopProcess(c)
 	}
+	l.closeHAFiles()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*cmdTimeout)
 	defer cancel()
 	if err := CleanupLeftovers(ctx, l.opts.Prefix); err != nil {
@@ -466,7 +484,7 @@ func (l *Lab) startCaptures(ctx context.Context) error {
 	if err := os.MkdirAll(l.opts.CaptureDir, 0o755); err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
-	for _, gw := range []Node{GW1, GW2} {
+	for _, gw := range l.Gateways() {
 		file := filepath.Join(l.opts.CaptureDir, string(gw)+".pcapng")
 		w := &watchWriter{want: []byte("File: "), seen: make(chan struct{})}
 		c, err := l.spawn(gw, io.Discard, w, "dumpcap", "-q", "-f", "ip6 proto 140",
@@ -496,7 +514,7 @@ func (l *Lab) startCaptures(ctx context.Context) error {
 func (l *Lab) drainCaptures() {
 	size := func() int64 {
 		var n int64
-		for _, gw := range []Node{GW1, GW2} {
+		for _, gw := range l.Gateways() {
 			if fi, err := os.Stat(filepath.Join(l.opts.CaptureDir, string(gw)+".pcapng")); err == nil {
 				n += fi.Size()
 			}

@@ -54,10 +54,13 @@ func TestAddressingPlan(t *testing.T) {
 	}
 }
 
-func TestLinksConnectEveryNode(t *testing.T) {
+// linkCounts counts the links per node and checks that no interface
+// name is used twice in a namespace.
+func linkCounts(t *testing.T, ls []link) map[Node]int {
+	t.Helper()
 	seen := map[Node]int{}
 	names := map[string]bool{}
-	for _, k := range links() {
+	for _, k := range ls {
 		seen[k.a]++
 		seen[k.b]++
 		for _, e := range []string{string(k.a) + "/" + k.aName, string(k.b) + "/" + k.bName} {
@@ -67,6 +70,11 @@ func TestLinksConnectEveryNode(t *testing.T) {
 			names[e] = true
 		}
 	}
+	return seen
+}
+
+func TestLinksConnectEveryNode(t *testing.T) {
+	seen := linkCounts(t, links())
 	want := map[Node]int{H1: 1, GW1: 3, ISPA1: 2, ISPB1: 2, Core: 5, ISPA2: 2, ISPB2: 2, GW2: 3, H2: 1, Legacy: 1}
 	if d := cmp.Diff(want, seen); d != "" {
 		t.Errorf("links per node (-want +got):\n%s", d)

@@ -2,11 +2,41 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
+	"sync"
 	"time"
 )
+
+// sample records the streams' received bytes every sampleEvery into
+// r.Series until the returned function is called (idempotent).
+func (l *Lab) sample(r *Report, streams []*Stream, start time.Time) func() {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(sampleEvery)
+		defer t.Stop()
+		for {
+			s := Sample{At: time.Since(start), Bytes: make([]int64, len(streams))}
+			for i, st := range streams {
+				s.Bytes[i] = st.Tracker.Bytes()
+			}
+			r.Series = append(r.Series, s)
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
+}
 
 // ScenarioOptions configure RunScenario.
 type ScenarioOptions struct {
@@ -22,6 +52,16 @@ type ScenarioOptions struct {
 	// (in Daemon mode: from gw1's admin server). Nil: the streams' own
 	// addresses, which is the truth in KernelForwarding mode.
 	LocatorPair func(ctx context.Context) (string, error)
+	// Steps are more things to do at their times (after the streams
+	// start), e.g. a provider failure before the gateway dies.
+	Steps []Step
+}
+
+// Step is one timed action of a scenario.
+type Step struct {
+	At   time.Duration
+	Name string
+	Do   func(ctx context.Context) error
 }
 
 // Progress is one live progress line.
@@ -58,7 +98,32 @@ type Report struct {
 	Bytes       int64         `json:"bytes"`
 	Streams     []StreamStats `json:"streams"`
 	Error       string        `json:"error,omitempty"`
+	// HA lab: the gateway(s) holding the router address just before the
+	// failure and at the end ("gw1a", "gw1b", "gw1a+gw1b", "none").
+	ActiveBefore  string `json:"active_before,omitempty"`
+	ActiveAfter   string `json:"active_after,omitempty"`
+	FailedGateway Node   `json:"failed_gateway,omitempty"`
+	// Events are the lab's actions and the processes' notable log lines
+	// (with Options.Events).
+	Events []Event `json:"events,omitempty"`
+	// Start and FailTime are when the streams started and when the
+	// failure was injected; Series samples the bytes each stream received.
+	Start    time.Time `json:"-"`
+	FailTime time.Time `json:"-"`
+	// GapFrom and GapTo bound the gap of GapMS.
+	GapFrom, GapTo time.Time `json:"-"`
+	Series         []Sample  `json:"-"`
 }
+
+// Sample is the bytes received per stream (Report.Streams order) at At
+// after the start.
+type Sample struct {
+	At    time.Duration
+	Bytes []int64
+}
+
+// sampleEvery is RunScenario's sampling interval for Report.Series.
+const sampleEvery = 20 * time.Millisecond
 
 // RunScenario runs a TCP stream in each direction between h1 and h2 (h1's
 // and h2's first addresses), injects the failure at FailAt, keeps going
@@ -86,8 +151,14 @@ func (l *Lab) RunScenario(ctx context.Context, o ScenarioOptions) (*Report, erro
 	if o.Port == 0 {
 		o.Port = 5601
 	}
-	if _, _, err := ispOf(o.ISP); err != nil {
+	if _, _, err := ispOf(o.ISP); err != nil && o.Fail != FailGateway {
 		return nil, err
+	}
+	if o.Fail == FailGateway && !l.opts.HA {
+		return nil, errors.New("lab: --fail gateway needs an HA lab (--ha)")
+	}
+	if o.Fail == FailGateway {
+		o.ISP = ""
 	}
 	r := &Report{Mode: l.opts.Mode.String(), FailMode: o.Fail, FailedISP: o.ISP,
 		FailAtMS: o.FailAt.Milliseconds(), DurationMS: o.Duration.Milliseconds()}
@@ -128,6 +199,10 @@ func (l *Lab) RunScenario(ctx context.Context, o ScenarioOptions) (*Report, erro
 	}
 
 	start := time.Now()
+	r.Start = start
+	stopSampling := l.sample(r, streams, start)
+	defer stopSampling()
+	steps := slices.Clone(o.Steps)
 	var failTime time.Time
 	var bytesAtFail []int64
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -137,13 +212,32 @@ func (l *Lab) RunScenario(ctx context.Context, o ScenarioOptions) (*Report, erro
 		now := time.Now()
 		if failTime.IsZero() && now.Sub(start) >= o.FailAt {
 			r.PairBefore = getPair()
+			if l.opts.HA {
+				r.ActiveBefore = l.ActiveName(ctx)
+			}
 			for _, s := range streams {
 				bytesAtFail = append(bytesAtFail, s.Tracker.Bytes())
 			}
-			if err := l.Fail(ctx, o.ISP, o.Fail); err != nil {
+			// The failure instant is when it is in place: data that
+			// arrives later crossed the failure.
+			if o.Fail == FailGateway {
+				gw, err := l.FailGateway(ctx)
+				if err != nil {
+					return nil, err
+				}
+				r.FailedGateway = gw
+			} else if err := l.Fail(ctx, o.ISP, o.Fail); err != nil {
 				return nil, err
 			}
 			failTime = time.Now()
+			r.FailTime = failTime
+		}
+		for len(steps) > 0 && now.Sub(start) >= steps[0].At {
+			l.opts.Events.Add("", SourceLab, steps[0].Name)
+			if err := steps[0].Do(ctx); err != nil {
+				return nil, fmt.Errorf("lab: step %s: %w", steps[0].Name, err)
+			}
+			steps = steps[1:]
 		}
 		if o.Progress != nil {
 			p := Progress{Elapsed: now.Sub(start), Failed: !failTime.IsZero(), Pair: getPair()}
@@ -163,13 +257,20 @@ func (l *Lab) RunScenario(ctx context.Context, o ScenarioOptions) (*Report, erro
 		}
 	}
 	r.PairAfter = getPair()
+	if l.opts.HA {
+		r.ActiveAfter = l.ActiveName(ctx)
+	}
+	stopSampling()
+	r.Events = l.opts.Events.Events()
 	now := time.Now()
 	r.Survived = true
 	for i, s := range streams {
 		st := s.Stats(now)
 		r.Streams = append(r.Streams, st)
 		r.Bytes += st.Bytes
-		r.GapMS = max(r.GapMS, s.Tracker.MaxGapAfter(failTime, now).Len().Milliseconds())
+		if g := s.Tracker.MaxGapAfter(failTime, now); g.Len().Milliseconds() > r.GapMS {
+			r.GapMS, r.GapFrom, r.GapTo = g.Len().Milliseconds(), g.From, g.To
+		}
 		if st.Err != "" || st.Resets > 0 || st.Bytes <= bytesAtFail[i] || !st.LastRecv.After(failTime) {
 			r.Survived = false
 		}
@@ -192,8 +293,15 @@ func (r *Report) WriteSummary(w io.Writer) error {
 			_, err = fmt.Fprintf(w, format, args...)
 		}
 	}
-	p("mode %s, failure %s at %s after %.1fs of %.1fs: %s\n", r.Mode, r.FailMode, r.FailedISP,
+	at := r.FailedISP
+	if r.FailedGateway != "" {
+		at = r.FailedGateway
+	}
+	p("mode %s, failure %s at %s after %.1fs of %.1fs: %s\n", r.Mode, r.FailMode, at,
 		float64(r.FailAtMS)/1000, float64(r.DurationMS)/1000, verdict)
+	if r.ActiveBefore != "" {
+		p("  active gateway before: %s, after: %s\n", r.ActiveBefore, r.ActiveAfter)
+	}
 	p("  largest gap around the failure: %d ms\n", r.GapMS)
 	p("  locator pair before: %s\n  locator pair after:  %s\n", r.PairBefore, r.PairAfter)
 	for _, s := range r.Streams {

@@ -236,7 +236,7 @@ func forwards(n Node, mode Mode) bool {
 	switch n {
 	case H1, H2, Legacy:
 		return false
-	case GW1, GW2:
+	case GW1, GW2, GW1A, GW1B:
 		return mode == KernelForwarding
 	}
 	return true

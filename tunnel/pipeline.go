@@ -254,7 +254,7 @@ func (p *Pipeline) process(b *Batch, n int) {
 		switch pk.Verdict {
 		case Forward:
 		case Divert:
-			if p.divert != nil && p.divert.Push(b.bufs[i][pk.Start:pk.End]) {
+			if p.divert != nil && p.divert.Push(b.Data(i)) {
 				p.stats.Diverted.Add(1)
 			} else {
 				p.stats.DivertDrops.Add(1)

@@ -21,9 +21,9 @@ import (
 	"github.com/shim6gw/shim6gw/shim6"
 )
 
-const labUsage = `usage: shim6gw lab [--fail link|blackhole|none] [--fail-at D] [--duration D]
+const labUsage = `usage: shim6gw lab [--fail link|blackhole|gateway|none] [--fail-at D] [--duration D]
                    [--json] [--capture DIR] [--keep] [--kernel] [--throughput D]
-                   [--send-timeout D] [--prefix P]
+                   [--send-timeout D] [--prefix P] [--ha [--vrrp-advert D]] [--plot FILE]
        shim6gw lab --down
 
 Build the two-site lab in network namespaces (needs root; see package lab):
@@ -34,6 +34,13 @@ gw2) and a legacy site without shim6. Both gateways run this binary's
 see lab.LabTimers); the hosts get HBA addresses from each site's address
 book. Then run a TCP stream in each direction between h1 and h2, fail site
 1's ISP A at --fail-at, keep going until --duration and report.
+
+With --ha, site 1 has two gateways, gw1a and gw1b, running the same
+configuration behind keepalived (VRRPv3, lab.LabVRRP timers; --vrrp-advert
+1s gives keepalived's defaults); --fail gateway powers off the active one
+(kill -9, links down). --plot draws the bytes received per stream over
+time with the failure and the gateways' failover, recovery and VRRP
+events (SVG or PNG by the file's extension).
 
 The exit status is 0 when both connections were established and survived.
 A new run first removes what a killed run left behind; Ctrl-C tears down.
@@ -56,13 +63,19 @@ type labFlags struct {
 	// sendTimeout, if set, replaces the lab's send_timeout and
 	// keepalive_timeout (lab.LabTimers).
 	sendTimeout time.Duration
+	ha          bool
+	vrrpAdvert  time.Duration
+	plot        string
 }
 
 // parseLabFlags parses args; help is true for -h.
 func parseLabFlags(args []string, stdout io.Writer) (f labFlags, help bool, err error) {
 	fset := flag.NewFlagSet("lab", flag.ContinueOnError)
 	fset.SetOutput(io.Discard)
-	fail := fset.String("fail", "link", "how site 1's ISP A fails: link (carrier loss), blackhole (silent drops) or none")
+	fail := fset.String("fail", "link", "how site 1's ISP A fails: link (carrier loss), blackhole (silent drops), gateway (the active HA gateway powers off; needs --ha) or none")
+	fset.BoolVar(&f.ha, "ha", false, "site 1 with two gateways gw1a and gw1b behind keepalived (needs keepalived)")
+	fset.DurationVar(&f.vrrpAdvert, "vrrp-advert", lab.LabVRRP.Advert, "with --ha: keepalived's advert_int, 10ms..40s (keepalived's default is 1s)")
+	fset.StringVar(&f.plot, "plot", "", "draw the run into this .svg or .png file")
 	fset.DurationVar(&f.failAt, "fail-at", 3*time.Second, "when to fail, after the streams start")
 	fset.DurationVar(&f.duration, "duration", 10*time.Second, "how long the streams run in all")
 	fset.BoolVar(&f.json, "json", false, "print one JSON object instead of the human report")
@@ -98,6 +111,16 @@ func parseLabFlags(args []string, stdout io.Writer) (f labFlags, help bool, err 
 	case f.sendTimeout != 0 && (f.sendTimeout < shim6.MinSendTimeout || f.sendTimeout > 65535*time.Second):
 		// The gateway's config accepts the same range (gateway/configdecode.go).
 		return f, false, fmt.Errorf("lab: --send-timeout %v is not in %v..65535s", f.sendTimeout, shim6.MinSendTimeout)
+	case f.fail == lab.FailGateway && !f.ha:
+		return f, false, errors.New("lab: --fail gateway needs --ha")
+	case f.ha && f.kernel:
+		return f, false, errors.New("lab: --ha runs the daemon; it does not go with --kernel")
+	case f.ha && f.throughput > 0:
+		return f, false, errors.New("lab: --throughput does not go with --ha")
+	case f.vrrpAdvert < 10*time.Millisecond || f.vrrpAdvert > 40950*time.Millisecond:
+		return f, false, fmt.Errorf("lab: --vrrp-advert %v is not in 10ms..40.95s", f.vrrpAdvert)
+	case f.plot != "" && !lab.PlotFormatOK(f.plot):
+		return f, false, fmt.Errorf("lab: --plot %q: want a .svg or .png file", f.plot)
 	case !strings.HasPrefix(f.prefix, lab.DefaultPrefix):
 		return f, false, fmt.Errorf("lab: --prefix %q does not start with %s", f.prefix, lab.DefaultPrefix)
 	}
@@ -127,7 +150,7 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 	if f.sendTimeout > 0 {
 		setSendTimeout(f.sendTimeout)
 	}
-	r := &labRun{f: f, stdout: stdout, stderr: stderr}
+	r := &labRun{f: f, stdout: stdout, stderr: stderr, events: lab.NewEventLog()}
 	return r.run(ctx)
 }
 
@@ -136,6 +159,7 @@ type labRun struct {
 	f              labFlags
 	stdout, stderr io.Writer
 	dir            string // generated configs, secrets, gateway log
+	events         *lab.EventLog
 }
 
 // say prints a human line (nothing with --json).
@@ -195,7 +219,14 @@ func (r *labRun) run(ctx context.Context) int {
 	if mode == lab.Daemon {
 		so.LocatorPair = l.ContextPair(lab.GW1, h1, h2)
 	}
-	r.say("streams h1 [%s] <-> h2 [%s], failure %s of %s at %v", h1, h2, r.f.fail, lab.ISPA1, r.f.failAt)
+	what := string(lab.ISPA1)
+	if r.f.ha {
+		so.LocatorPair = l.ActiveContextPair(h1, h2)
+	}
+	if r.f.fail == lab.FailGateway {
+		what = "the active gateway"
+	}
+	r.say("streams h1 [%s] <-> h2 [%s], failure %s of %s at %v", h1, h2, r.f.fail, what, r.f.failAt)
 	so.Progress = r.progress()
 	rep, err := l.RunScenario(ctx, so)
 	if !r.f.json {
@@ -208,6 +239,13 @@ func (r *labRun) run(ctx context.Context) int {
 		return failf(r.stderr, exitFail, "%v", err)
 	}
 	res := labResult{Report: rep}
+	if r.f.plot != "" {
+		if err := plotReport(rep, r.plotTitle(), r.f.plot); err != nil {
+			fmt.Fprintf(r.stderr, "shim6gw: lab: %v\n", err)
+		} else {
+			r.say("  plot: %s", r.f.plot)
+		}
+	}
 	if !r.f.json {
 		_ = rep.WriteSummary(r.stdout)
 		if r.f.capture != "" {
@@ -264,7 +302,8 @@ func (r *labRun) run(ctx context.Context) int {
 // entry 0 of their site's HBA book and the gateways run this executable.
 func (r *labRun) build(ctx context.Context, mode lab.Mode) (*lab.Lab, *os.File, error) {
 	opts := lab.Options{Prefix: r.f.prefix, Mode: mode, Dir: r.dir, CaptureDir: r.f.capture,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Events: r.events,
+		HA: r.f.ha && mode == lab.Daemon, VRRP: lab.VRRPTimers{Advert: r.f.vrrpAdvert}}
 	if mode == lab.KernelForwarding && !r.f.kernel {
 		// The throughput baseline: keep the daemon lab's captures.
 		opts.CaptureDir = ""
@@ -289,16 +328,21 @@ func (r *labRun) build(ctx context.Context, mode lab.Mode) (*lab.Lab, *os.File, 
 			return nil, nil, fmt.Errorf("lab: %w", err)
 		}
 		ready := func(ctx context.Context, ns string) error { return l.GatewayReady(ctx, ns) }
-		opts.StartGateway = lab.ExecGateway(gwLog, ready, exe, "run", "--config", "{config}")
-		if r.f.capture != "" {
-			opts.StartGateway = captureGateway(gwLog, ready, exe, r.f.capture)
+		// Each daemon logs to gateways.log and to the events.
+		opts.StartGateway = func(ctx context.Context, ns, cfgPath string) (func() error, error) {
+			log := io.MultiWriter(gwLog, l.GatewayLog(ns))
+			start := lab.ExecGateway(log, ready, exe, "run", "--config", "{config}")
+			if r.f.capture != "" {
+				start = captureGateway(log, ready, exe, r.f.capture)
+			}
+			return start(ctx, ns, cfgPath)
 		}
 	}
 	l, err := lab.New(opts)
 	if err != nil {
 		return nil, gwLog, err
 	}
-	r.say("building the %s lab: namespaces %s-{%s}", mode, r.f.prefix, nodeList())
+	r.say("building the %s lab: namespaces %s-{%s}", mode, r.f.prefix, nodeList(opts.HA))
 	if mode == lab.Daemon {
 		r.say("  h1 %s (HBA entry 0 of site 1), h2 %s (entry 0 of site 2)", addrList(opts.H1Addrs), addrList(opts.H2Addrs))
 		r.say("  gateways: %s run --config %s/gw{1,2}.yaml", filepath.Base(os.Args[0]), r.dir)
@@ -376,10 +420,11 @@ func (r *labRun) printKeep(l *lab.Lab, mode lab.Mode) {
 		w = r.stderr
 	}
 	fmt.Fprintf(w, "\nthe lab stays up (%s mode); enter a node with\n", mode)
+	gw := l.Gateways()[0]
 	fmt.Fprintf(w, "  sudo ip netns exec %s bash        # h1; likewise %s, %s, %s, ...\n",
-		l.NS(lab.H1), l.NS(lab.GW1), l.NS(lab.H2), l.NS(lab.Legacy))
+		l.NS(lab.H1), l.NS(gw), l.NS(lab.H2), l.NS(lab.Legacy))
 	if mode == lab.Daemon {
-		fmt.Fprintf(w, "  sudo ip netns exec %s curl -s http://%s/debug/contexts\n", l.NS(lab.GW1), lab.AdminListen)
+		fmt.Fprintf(w, "  sudo ip netns exec %s curl -s http://%s/debug/contexts\n", l.NS(gw), lab.AdminListen)
 	}
 	// After --throughput the kernel baseline is up, but the daemon lab's
 	// files stay.
@@ -402,12 +447,28 @@ func (r *labRun) logHint(mode lab.Mode) string {
 	return " (gateway log: " + lines[len(lines)-1] + ")"
 }
 
-func nodeList() string {
-	s := make([]string, len(lab.Nodes))
-	for i, n := range lab.Nodes {
-		s[i] = string(n)
+func nodeList(ha bool) string {
+	var s []string
+	for _, n := range lab.Nodes {
+		if ha && n == lab.GW1 {
+			s = append(s, string(lab.GW1A), string(lab.GW1B))
+			continue
+		}
+		s = append(s, string(n))
 	}
 	return strings.Join(s, ",")
+}
+
+// plotTitle is the title of --plot's figure: the command line that made it.
+func (r *labRun) plotTitle() string {
+	t := "shim6gw lab"
+	if r.f.ha {
+		t += " --ha"
+		if r.f.vrrpAdvert != lab.LabVRRP.Advert {
+			t += " --vrrp-advert " + r.f.vrrpAdvert.String()
+		}
+	}
+	return fmt.Sprintf("%s --fail %s --fail-at %v --duration %v", t, r.f.fail, r.f.failAt, r.f.duration)
 }
 
 func addrList(as []netip.Addr) string {
@@ -432,12 +493,13 @@ func setSendTimeout(d time.Duration) {
 }
 
 // captureGateway starts the daemon with its own control-message capture
-// (`run --capture`), <dir>/gwN-control.pcap after the config's name; the
+// (`run --capture`), <dir>/<node>-control.pcap (gw1, gw2, gw1a...); the
 // lab's dumpcap files <dir>/gwN.pcapng hold everything with next header
 // 140 on the wire, payload included.
 func captureGateway(log io.Writer, ready func(context.Context, string) error, exe, dir string) lab.StartGatewayFunc {
 	return func(ctx context.Context, ns, cfgPath string) (func() error, error) {
-		name := strings.TrimSuffix(filepath.Base(cfgPath), filepath.Ext(cfgPath)) + "-control.pcap"
+		// Named after the namespace's node: an HA pair shares one config.
+		name := ns[strings.LastIndex(ns, "-")+1:] + "-control.pcap"
 		start := lab.ExecGateway(log, ready, exe, "run", "--config", "{config}", "--capture", filepath.Join(dir, name))
 		return start(ctx, ns, cfgPath)
 	}

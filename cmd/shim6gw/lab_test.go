@@ -18,7 +18,7 @@ import (
 )
 
 func TestParseLabFlags(t *testing.T) {
-	def := labFlags{fail: lab.FailLink, failAt: 3 * time.Second, duration: 10 * time.Second, prefix: "s6lab"}
+	def := labFlags{fail: lab.FailLink, failAt: 3 * time.Second, duration: 10 * time.Second, prefix: "s6lab", vrrpAdvert: lab.LabVRRP.Advert}
 	tests := []struct {
 		name    string
 		args    []string
@@ -29,7 +29,18 @@ func TestParseLabFlags(t *testing.T) {
 		{"all", []string{"--fail", "blackhole", "--fail-at", "1s", "--duration", "4s", "--json", "--capture", "/tmp/c",
 			"--keep", "--kernel", "--prefix", "s6labx", "--throughput", "2s", "--send-timeout", "1s"},
 			labFlags{fail: lab.FailBlackhole, failAt: time.Second, duration: 4 * time.Second, json: true, capture: "/tmp/c",
-				keep: true, kernel: true, prefix: "s6labx", throughput: 2 * time.Second, sendTimeout: time.Second}, ""},
+				keep: true, kernel: true, prefix: "s6labx", throughput: 2 * time.Second, sendTimeout: time.Second, vrrpAdvert: lab.LabVRRP.Advert}, ""},
+		{"ha", []string{"--ha", "--fail", "gateway", "--vrrp-advert", "1s", "--plot", "x.PNG"},
+			func() labFlags {
+				f := def
+				f.ha, f.fail, f.vrrpAdvert, f.plot = true, lab.FailGateway, time.Second, "x.PNG"
+				return f
+			}(), ""},
+		{"gateway without ha", []string{"--fail", "gateway"}, labFlags{}, "--fail gateway needs --ha"},
+		{"ha with kernel", []string{"--ha", "--kernel"}, labFlags{}, "does not go with --kernel"},
+		{"ha with throughput", []string{"--ha", "--throughput", "1s"}, labFlags{}, "--throughput does not go with --ha"},
+		{"vrrp advert too short", []string{"--ha", "--vrrp-advert", "5ms"}, labFlags{}, "is not in 10ms..40.95s"},
+		{"plot format", []string{"--plot", "x.pdf"}, labFlags{}, "want a .svg or .png file"},
 		{"send timeout sub-second", []string{"--send-timeout", "250ms"}, func() labFlags { f := def; f.sendTimeout = 250 * time.Millisecond; return f }(), ""},
 		{"send timeout fraction", []string{"--send-timeout", "1500ms"}, func() labFlags { f := def; f.sendTimeout = 1500 * time.Millisecond; return f }(), ""},
 		{"send timeout too short", []string{"--send-timeout", "50ms"}, labFlags{}, "is not in 100ms..65535s"},
@@ -72,7 +83,7 @@ func TestLabUsage(t *testing.T) {
 		t.Fatalf("lab -h = %d, stdout %q, stderr %q", status, out, errs)
 	}
 	out, errs, status = runCmd(t, "lab", "--fail", "flap")
-	if status != exitUsage || out != "" || errs != "shim6gw: lab: unknown failure mode \"flap\" (want link, blackhole or none)\n" {
+	if status != exitUsage || out != "" || errs != "shim6gw: lab: unknown failure mode \"flap\" (want link, blackhole, gateway or none)\n" {
 		t.Fatalf("lab --fail flap = %d, stdout %q, stderr %q", status, out, errs)
 	}
 	if out, _, _ := runCmd(t, "help"); !strings.Contains(out, "  lab ") {
@@ -94,31 +105,11 @@ func TestLabNeedsRoot(t *testing.T) {
 // daemon mode (the gateways are the binary's own "run") under its own
 // prefix, and checks the report and that nothing is left.
 func TestIntegrationLabCommand(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root to create network namespaces (CI runs as root)")
-	}
-	for _, tool := range []string{"ip", "nft", "sysctl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipping: %s not installed", tool)
-		}
-	}
-	bin := filepath.Join(t.TempDir(), "shim6gw")
+	skipUnlessLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v: %s", err, out)
-	}
-	if out, _ := exec.Command(bin, "help").Output(); !strings.Contains(string(out), "\n  run ") {
-		t.Skip("skipping: shim6gw has no run command yet")
-	}
 	const prefix = "s6labcmd"
-	t.Cleanup(func() {
-		_ = lab.CleanupLeftovers(context.Background(), prefix)
-		out, _ := exec.Command("ip", "netns", "list").Output()
-		if strings.Contains(string(out), prefix+"-") {
-			t.Errorf("namespaces left behind:\n%s", out)
-		}
-	})
+	bin := labBinary(ctx, t, prefix)
 	capDir := ""
 	args := []string{"lab", "--json", "--prefix", prefix, "--fail-at", "2s", "--duration", "5s"}
 	if _, err := exec.LookPath("dumpcap"); err == nil {
@@ -169,6 +160,40 @@ func TestIntegrationLabCommand(t *testing.T) {
 	if strings.Contains(string(out), prefix+"-") {
 		t.Errorf("lab left namespaces behind:\n%s", out)
 	}
+}
+
+// skipUnlessLab skips unless root and the lab's tools (and extra) exist.
+func skipUnlessLab(t *testing.T, extra ...string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root to create network namespaces (CI runs as root)")
+	}
+	for _, tool := range append([]string{"ip", "nft", "sysctl"}, extra...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("skipping: %s not installed", tool)
+		}
+	}
+}
+
+// labBinary builds this command for a lab test whose labs use prefix, and
+// checks at cleanup that none of its namespaces is left.
+func labBinary(ctx context.Context, t *testing.T, prefix string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "shim6gw")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v: %s", err, out)
+	}
+	if out, _ := exec.Command(bin, "help").Output(); !strings.Contains(string(out), "\n  run ") {
+		t.Skip("skipping: shim6gw has no run command yet")
+	}
+	t.Cleanup(func() {
+		_ = lab.CleanupLeftovers(context.Background(), prefix)
+		out, _ := exec.Command("ip", "netns", "list").Output()
+		if strings.Contains(string(out), prefix+"-") {
+			t.Errorf("namespaces left behind:\n%s", out)
+		}
+	})
+	return bin
 }
 
 func TestSetSendTimeout(t *testing.T) {
