@@ -291,13 +291,24 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 	// The admin listener is bound; wait for the control loop to serve.
 	var runErr error
 	up := false
-	select {
-	case <-running:
-		up = true
-	case runErr = <-errc:
-		log.Error("stopping", "err", runErr)
-	case <-ctx.Done():
-		log.Info("stopping", "reason", ctx.Err())
+wait:
+	for !up {
+		select {
+		case <-running:
+			up = true
+		case runErr = <-errc:
+			log.Error("stopping", "err", runErr)
+			break wait
+		case <-ctx.Done():
+			log.Info("stopping", "reason", ctx.Err())
+			break wait
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				log.Info("stopping", "signal", sig.String())
+				break wait
+			}
+			log.Warn("SIGHUP before the gateway runs: ignored")
+		}
 	}
 	var watchdog <-chan time.Time
 	every := o.Watchdog

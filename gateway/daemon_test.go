@@ -168,7 +168,11 @@ func startDaemonWith(t *testing.T, text string, tunUp bool, setup daemonSetup) *
 		Control: func(ctx context.Context, in ControlInputs) error {
 			h.inputs <- in
 			if setup.gate != nil {
-				<-setup.gate
+				select {
+				case <-setup.gate:
+				case <-ctx.Done():
+					return nil
+				}
 			}
 			in.Running()
 			<-ctx.Done()
@@ -426,6 +430,7 @@ func TestDaemonNotifiesReadyAfterControlLoop(t *testing.T) {
 		t.Fatalf("%q before the control loop ran", n)
 	case <-time.After(100 * time.Millisecond):
 	}
+	h.signals <- syscall.SIGHUP // ignored until the gateway runs
 	close(gate)
 	if n := recv(t, h.notes, "READY"); n != "READY=1" {
 		t.Fatalf("first notification %q, want READY=1", n)
@@ -447,5 +452,22 @@ func TestDaemonNotifiesReadyAfterControlLoop(t *testing.T) {
 	h.stop(t)
 	if n := recv(t, h.notes, "STOPPING"); n != "STOPPING=1" {
 		t.Fatalf("at stop %q, want STOPPING=1", n)
+	}
+}
+
+// TestDaemonStopsBeforeRunning: SIGTERM while the control loop is still
+// starting stops the daemon cleanly, without READY=1.
+func TestDaemonStopsBeforeRunning(t *testing.T) {
+	nstest.CheckNoLeaks(t)
+	gate := make(chan struct{})
+	defer close(gate)
+	h := startDaemonWith(t, goodConfig, true, daemonSetup{gate: gate})
+	recv(t, h.inputs, "control inputs")
+	h.stop(t)
+	if n := recv(t, h.notes, "STOPPING"); n != "STOPPING=1" {
+		t.Fatalf("notification %q, want only STOPPING=1", n)
+	}
+	if got := h.rules(t); len(got) != 0 {
+		t.Errorf("rules left: %v", got)
 	}
 }

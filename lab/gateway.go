@@ -62,7 +62,7 @@ var LabTimers = []struct{ Key, Value string }{
 const AdminListen = "127.0.0.1:9146"
 
 // GatewayConfig returns the YAML configuration of site s's gateway in the
-// lab (schema: gateway/config, deploy/examples/lab-gateway.yaml). The
+// lab (schema: gateway/config/config.go, deploy/examples/lab-gateway.yaml). The
 // HBA site secret is read from secretFile (relative to the config file's
 // directory). This is the one place to adapt when the schema changes.
 func GatewayConfig(s Site, secretFile string) []byte {

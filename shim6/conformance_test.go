@@ -20,7 +20,7 @@ import (
 	"github.com/shim6gw/shim6gw/shim6"
 )
 
-// Conformance against Wireshark's dissector (issue 2 §3). tshark 4.0
+// Conformance against Wireshark's dissector. tshark 4.0
 // reads control-message fields after the Type octet one octet early
 // (operations guide §6.6), so for control messages only the Type, P bit,
 // length and checksum verdict are compared; the payload header is decoded
