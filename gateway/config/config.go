@@ -165,10 +165,35 @@ type AdminConfig struct {
 // least 1 (limitFields); a new one is a field here, its tag, a line in
 // Apply and an entry in limitFields.
 type LimitsConfig struct {
-	// MaxContexts caps the stored contexts (~800 bytes each); beyond it
-	// new contexts are refused, existing ones are never evicted. Default
-	// shim6.DefaultMaxContexts.
+	// MaxContexts caps the stored contexts (about 1.5 KiB live each,
+	// engine and fast table; docs/operations.md, "Memory"). At the cap a
+	// new context evicts the least recently used idle or unestablished
+	// one. Default shim6.DefaultMaxContexts.
 	MaxContexts int `yaml:"max_contexts"`
+	// MaxContextsPerPeerLocator and MaxContextsPerPeerPrefix bound the
+	// contexts one peer locator, and one peer /64, can create with I2 or
+	// I2bis, so that one R1bis cannot mint the whole table.
+	MaxContextsPerPeerLocator int `yaml:"max_contexts_per_peer_locator"`
+	MaxContextsPerPeerPrefix  int `yaml:"max_contexts_per_peer_prefix"`
+	// MaxPeerKeyBits bounds a peer's RSA modulus in CGA signatures
+	// (at least 1024); larger keys are refused before any RSA work.
+	MaxPeerKeyBits int `yaml:"max_peer_key_bits"`
+	// SignatureChecksPerSecond and SignatureChecksPerSourcePerSecond are
+	// the budgets of CGA signature checks, site-wide and per sender /64.
+	SignatureChecksPerSecond          int `yaml:"signature_checks_per_second"`
+	SignatureChecksPerSourcePerSecond int `yaml:"signature_checks_per_source_per_second"`
+}
+
+// DefaultLimits are the engine's defaults.
+func DefaultLimits() LimitsConfig {
+	return LimitsConfig{
+		MaxContexts:                       shim6.DefaultMaxContexts,
+		MaxContextsPerPeerLocator:         shim6.DefaultMaxContextsPerPeerLocator,
+		MaxContextsPerPeerPrefix:          shim6.DefaultMaxContextsPerPeerPrefix,
+		MaxPeerKeyBits:                    shim6.DefaultMaxPeerKeyBits,
+		SignatureChecksPerSecond:          shim6.DefaultSignatureChecksPerSecond,
+		SignatureChecksPerSourcePerSecond: shim6.DefaultSignatureChecksPerSourcePerSecond,
+	}
 }
 
 // limitFields lists every limit with its key, for validation.
@@ -179,7 +204,10 @@ func (l *LimitsConfig) limitFields() []struct {
 	return []struct {
 		key string
 		v   int
-	}{{"max_contexts", l.MaxContexts}}
+	}{{"max_contexts", l.MaxContexts}, {"max_contexts_per_peer_locator", l.MaxContextsPerPeerLocator},
+		{"max_contexts_per_peer_prefix", l.MaxContextsPerPeerPrefix}, {"max_peer_key_bits", l.MaxPeerKeyBits},
+		{"signature_checks_per_second", l.SignatureChecksPerSecond},
+		{"signature_checks_per_source_per_second", l.SignatureChecksPerSourcePerSecond}}
 }
 
 // LogConfig selects the slog handler.
@@ -331,6 +359,11 @@ func (c *Config) PlanReload(next *Config) (ReloadPlan, error) {
 // Apply sets the engine's resource limits from the configuration.
 func (l LimitsConfig) Apply(ec *shim6.EngineConfig) {
 	ec.MaxContexts = l.MaxContexts
+	ec.MaxContextsPerPeerLocator = l.MaxContextsPerPeerLocator
+	ec.MaxContextsPerPeerPrefix = l.MaxContextsPerPeerPrefix
+	ec.MaxPeerKeyBits = l.MaxPeerKeyBits
+	ec.MaxSignatureChecksPerSecond = l.SignatureChecksPerSecond
+	ec.MaxSignatureChecksPerSourcePerSecond = l.SignatureChecksPerSourcePerSecond
 }
 
 // EngineUplinks returns the uplinks as the engine names them: a local

@@ -46,7 +46,7 @@ func TestLoadConfigGood(t *testing.T) {
 		Admin:  AdminConfig{Listen: "127.0.0.1:9146"},
 		Timers: timers,
 		Policy: shim6.Policy{InitiateAfterNotices: 1, Window: 30 * time.Second, MaxPending: 65536},
-		Limits: LimitsConfig{MaxContexts: 1 << 20},
+		Limits: DefaultLimits(),
 		Log:    LogConfig{Format: "text", Level: "info"},
 		Rules:  RulesConfig{PriorityBase: 15000, TableBase: 15000, Protocol: 154},
 		Path:   p,
@@ -175,6 +175,12 @@ func TestLoadConfigBad(t *testing.T) {
 			`config: line 22: limits.max_contexts: must be at least 1`, ErrInvalid},
 		{"bad max contexts", "", "limits:\n  max_contexts: lots\n",
 			`config: line 22: limits.max_contexts: bad integer "lots"`, ErrInvalid},
+		{"small peer key limit", "", "limits:\n  max_peer_key_bits: 512\n",
+			`config: line 22: limits.max_peer_key_bits: 512 is not in 1024..16384`, ErrInvalid},
+		{"zero per-locator quota", "", "limits:\n  max_contexts_per_peer_locator: 0\n",
+			`config: line 22: limits.max_contexts_per_peer_locator: must be at least 1`, ErrInvalid},
+		{"source budget above site budget", "", "limits:\n  signature_checks_per_second: 5\n  signature_checks_per_source_per_second: 6\n",
+			`config: line 23: limits.signature_checks_per_source_per_second: 6 is more than limits.signature_checks_per_second 5`, ErrInvalid},
 		{"unknown limit", "", "limits:\n  max_context: 5\n",
 			`config: line 22: unknown key "limits.max_context"`, ErrUnknownKey},
 		{"bad log format", "", "log:\n  format: xml\n",
@@ -377,14 +383,17 @@ func TestDeployExamples(t *testing.T) {
 // limits.max_contexts reaches the engine configuration; the default is
 // the engine's own.
 func TestLimitsConfigToEngine(t *testing.T) {
-	c, err := Load(writeConfig(t, goodConfig+"limits:\n  max_contexts: 5000\n"))
+	c, err := Load(writeConfig(t, goodConfig+"limits:\n  max_contexts: 5000\n  max_contexts_per_peer_locator: 7\n"+
+		"  max_contexts_per_peer_prefix: 70\n  max_peer_key_bits: 2048\n  signature_checks_per_second: 50\n"+
+		"  signature_checks_per_source_per_second: 5\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var ec shim6.EngineConfig
 	c.Limits.Apply(&ec)
-	if ec.MaxContexts != 5000 {
-		t.Errorf("EngineConfig.MaxContexts = %d, want 5000", ec.MaxContexts)
+	if ec.MaxContexts != 5000 || ec.MaxContextsPerPeerLocator != 7 || ec.MaxContextsPerPeerPrefix != 70 || ec.MaxPeerKeyBits != 2048 ||
+		ec.MaxSignatureChecksPerSecond != 50 || ec.MaxSignatureChecksPerSourcePerSecond != 5 {
+		t.Errorf("EngineConfig limits = %+v", ec)
 	}
 	if got := c.Line("limits.max_contexts"); got != 22 {
 		t.Errorf("Line = %d, want 22", got)

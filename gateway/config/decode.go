@@ -56,7 +56,7 @@ func defaultConfig() *Config {
 		Admin:  AdminConfig{Listen: DefaultAdminListen},
 		Timers: shim6.DefaultTimers(),
 		Policy: shim6.DefaultPolicy(),
-		Limits: LimitsConfig{MaxContexts: shim6.DefaultMaxContexts},
+		Limits: DefaultLimits(),
 		Log:    LogConfig{Format: "text", Level: "info"},
 		Rules:  RulesConfig{PriorityBase: DefaultPriorityBase, TableBase: DefaultTableBase, Protocol: DefaultRouteProtocol},
 		lines:  map[string]int{},
@@ -354,6 +354,15 @@ func (d *decoder) validate() {
 		if l.v < 1 {
 			d.bad("limits."+l.key, "must be at least 1")
 		}
+	}
+	if k := c.Limits.MaxPeerKeyBits; k >= 1 && (k < 1024 || k > 16384) {
+		// RFC 3972 §4: at least 1024 bits; above 16384 one check costs
+		// tens of milliseconds of the control loop.
+		d.bad("limits.max_peer_key_bits", "%d is not in 1024..16384", k)
+	}
+	if l := c.Limits; l.SignatureChecksPerSourcePerSecond > l.SignatureChecksPerSecond && l.SignatureChecksPerSecond >= 1 {
+		d.bad("limits.signature_checks_per_source_per_second", "%d is more than limits.signature_checks_per_second %d",
+			l.SignatureChecksPerSourcePerSecond, l.SignatureChecksPerSecond)
 	}
 	switch c.Log.Format {
 	case "text", "json":
