@@ -127,6 +127,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC); // memory follows the contexts
 	__uint(max_entries, MAX_CONTEXTS);
 	__type(key, struct pair_key);
 	__type(value, struct out_ctx);
@@ -134,6 +135,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC); // memory follows the contexts
 	__uint(max_entries, MAX_CONTEXTS);
 	__type(key, __u64);
 	__type(value, struct in_ctx);
@@ -141,6 +143,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC); // memory follows the contexts
 	__uint(max_entries, 8 * MAX_CONTEXTS);
 	__type(key, struct loc_key);
 	__type(value, __u8);
@@ -148,6 +151,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC); // memory follows the contexts
 	__uint(max_entries, MAX_CONTEXTS);
 	__type(key, __u8[16]);
 	__type(value, __u8);
