@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -151,11 +149,11 @@ func (p *Program) Attach(lan string, uplinks []string) (*Attachment, error) {
 	return a, nil
 }
 
-// isEthernet reports whether ifi carries Ethernet frames (ARPHRD_ETHER):
-// the program parses a 14-byte Ethernet header.
+// isEthernet reports whether ifi carries Ethernet frames: the program
+// parses a 14-byte Ethernet header. (Read from rtnetlink, not sysfs, so
+// that it holds in the calling thread's network namespace.)
 func isEthernet(ifi *net.Interface) bool {
-	b, err := os.ReadFile("/sys/class/net/" + ifi.Name + "/type")
-	return err == nil && strings.TrimSpace(string(b)) == "1" && ifi.Flags&net.FlagLoopback == 0
+	return len(ifi.HardwareAddr) == 6 && ifi.Flags&(net.FlagLoopback|net.FlagPointToPoint) == 0
 }
 
 // Cleanup removes programs named ProgramName from TCX ingress of the
@@ -198,7 +196,8 @@ func removeIfOurs(ifindex int, ap link.AttachedProgram) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if info.Name != ProgramName[:min(len(ProgramName), unix.BPF_OBJ_NAME_LEN-1)] {
+	// The kernel keeps 15 bytes; newer kernels report the BTF name whole.
+	if info.Name != ProgramName && info.Name != ProgramName[:unix.BPF_OBJ_NAME_LEN-1] {
 		return false, nil
 	}
 	if id, ok := ap.LinkID(); ok {
