@@ -11,6 +11,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 
 	"github.com/shim6gw/shim6gw/rewrite"
 )
@@ -303,15 +304,8 @@ func TestApplyFollowsTable(t *testing.T) {
 // TestHarvestStamps checks that the program's stamps reach the contexts'
 // rewrite.Stamps, converted to the caller's clock, as the TUN path's do.
 func TestHarvestStamps(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("fastpath: loading eBPF needs root")
-	}
 	const offset = int64(1e15) // the caller's clock runs far from the kernel's
-	p, err := Load(Options{testRun: true, Now: func() int64 { return monotonic() + offset }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := loadTestRun(t)
 	pp := newPair(t, p, siteConfig(false, false))
 	st := pp.rw.Table().LookupTag(tagLocal).Stamps()
 	t0 := monotonic() + offset
@@ -321,7 +315,7 @@ func TestHarvestStamps(t *testing.T) {
 	pp.run(t, ip6(peerLoc, hostLoc, 17, udp(peerULID, hostULID, pattern(9), false), shimHdr(tagLocal)))
 	// The Go path in pp.run stamped with time 1 and counted too.
 	sent0, recv0 := st.SentPackets.Load(), st.ReceivedPackets.Load()
-	p.Maps().Harvest()
+	p.Maps().Harvest(monotonic() + offset)
 	t1 := monotonic() + offset
 	if d := st.SentPackets.Load() - sent0; d != 3 {
 		t.Errorf("sent packets +%d, want +3", d)
@@ -335,10 +329,16 @@ func TestHarvestStamps(t *testing.T) {
 		}
 	}
 	// A second harvest adds nothing.
-	p.Maps().Harvest()
+	p.Maps().Harvest(monotonic() + offset)
 	if st.SentPackets.Load()-sent0 != 3 {
 		t.Error("harvest counted twice")
 	}
 }
 
 func (v Verdict) GoString() string { return fmt.Sprintf("fastpath.Verdict(%s)", v) }
+
+func monotonic() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}

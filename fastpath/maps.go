@@ -33,7 +33,6 @@ type locKey = fastpathLocKey
 type Maps struct {
 	mu   sync.Mutex
 	objs *fastpathMaps
-	now  func() int64
 
 	sites    map[fastpathLpmKey]struct{}
 	byPair   map[fastpathPairKey]fastpathOutCtx
@@ -48,9 +47,9 @@ type Maps struct {
 	stampsMem *ebpf.Memory
 }
 
-func newMaps(objs *fastpathMaps, now func() int64) (*Maps, error) {
+func newMaps(objs *fastpathMaps) (*Maps, error) {
 	m := &Maps{
-		objs: objs, now: now,
+		objs:  objs,
 		sites: map[fastpathLpmKey]struct{}{}, byPair: map[fastpathPairKey]fastpathOutCtx{},
 		byTag: map[uint64]fastpathInCtx{}, locators: map[locKey]struct{}{},
 		fallback: map[[16]byte]struct{}{}, slots: map[*rewrite.Stamps]uint32{},
@@ -235,17 +234,17 @@ func (m *Maps) readStamp(slot uint32, st *fastpathStamp) error {
 
 // Harvest adds what the program saw since the last call to the contexts'
 // rewrite.Stamps: packet counts, and last-sent / last-received times
-// converted to the caller's clock (the now function given to Load) when
-// they are later than what the TUN path stamped. Call it right before the
-// control loop reads the stamps for REAP.
-func (m *Maps) Harvest() {
+// converted to the caller's clock, of which now is the current reading,
+// when they are later than what the TUN path stamped. Call it right
+// before the control loop reads the stamps for REAP.
+func (m *Maps) Harvest(now int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var ts unix.Timespec
 	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
 		return
 	}
-	offset := m.now() - ts.Nano() // kernel monotonic → caller's clock
+	offset := now - ts.Nano() // kernel monotonic → caller's clock
 	for st, slot := range m.slots {
 		var k fastpathStamp
 		if m.readStamp(slot, &k) != nil {

@@ -295,7 +295,7 @@ func TestAttachStampDetach(t *testing.T) {
 	if got := n.echo(t, hostULID, 5); got != 5 {
 		t.Fatalf("%d of 5 echoes came back", got)
 	}
-	g.prog.Maps().Harvest()
+	g.prog.Maps().Harvest(monotonic())
 	stats, err := g.prog.Maps().Stats()
 	if err != nil {
 		t.Fatal(err)

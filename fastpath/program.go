@@ -24,9 +24,6 @@ type Options struct {
 	// it, so the gateway's policy rules (iif tun from P_X → table upX)
 	// choose the uplink exactly as for the TUN path.
 	TUNIndex int
-	// Now is the clock of the rewrite.Stamps the engine reads, in
-	// nanoseconds; nil means the kernel's CLOCK_MONOTONIC.
-	Now func() int64
 
 	// testRun makes the program rewrite but not route: a packet it would
 	// forward returns TC_ACT_REDIRECT with its bytes, for
@@ -63,23 +60,13 @@ func Load(opts Options) (*Program, error) {
 		p.objs.Close()
 		return nil, fmt.Errorf("fastpath: config: %w", err)
 	}
-	now := opts.Now
-	if now == nil {
-		now = monotonic
-	}
-	m, err := newMaps(&p.objs.fastpathMaps, now)
+	m, err := newMaps(&p.objs.fastpathMaps)
 	if err != nil {
 		p.objs.Close()
 		return nil, err
 	}
 	p.maps = m
 	return p, nil
-}
-
-func monotonic() int64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
 }
 
 // Maps returns the maps the gateway keeps in step with the rewrite table.

@@ -75,7 +75,7 @@ func (n *topo) offloads(t testing.TB, on bool) {
 // benchRow is one measurement, in the shape of `shim6gw lab --throughput
 // --json` rows.
 type benchRow struct {
-	Mode      string  `json:"mode"` // kernel, kernel-per-packet, fastpath (offloads off when shimmed)
+	Mode      string  `json:"mode"` // kernel, kernel-per-packet, tun (the Go data plane), fastpath (offloads off when shimmed)
 	PathKind  string  `json:"path_kind"`
 	Fastpath  bool    `json:"fastpath"`
 	Streams   int     `json:"streams"`
@@ -86,8 +86,9 @@ type benchRow struct {
 // TestThroughput measures iperf3 from client to server through one
 // gateway (passthrough: context on the ULID pair) and two gateways
 // (shimmed between them): kernel forwarding with offloads, kernel
-// forwarding with TSO/GSO/GRO off on every veth (kernel-per-packet), and
-// the fast path, all in one run. It is a benchmark, not a check: set
+// forwarding with TSO/GSO/GRO off on every veth (kernel-per-packet), the
+// TUN path (offload backend and rewrite.Rewriter, as the daemon runs
+// them) and the fast path, all in one run. It is a benchmark, not a check: set
 // SHIM6GW_BENCH=1 (SHIM6GW_BENCH_SECONDS, default 5; SHIM6GW_BENCH_ROUNDS,
 // default 1). Rows are logged and, with SHIM6GW_BENCH_JSON=file, written
 // as JSON. See docs/benchmarks.md.
@@ -124,6 +125,9 @@ func TestThroughput(t *testing.T) {
 			n.attach(t)
 			defer n.detach(t)
 		}
+		if mode == "tun" {
+			defer n.startTUN(t)()
+		}
 		for _, streams := range []int{1, 4} {
 			var before [NumVerdicts]Stat
 			if fast {
@@ -156,9 +160,11 @@ func TestThroughput(t *testing.T) {
 		measure(one, "kernel", "passthrough", true, false)
 		measure(one, "fastpath", "passthrough", true, true)
 		measure(one, "kernel-per-packet", "passthrough", false, false)
+		measure(one, "tun", "passthrough", true, false)
 		measure(two, "kernel", "shimmed", true, false)
 		measure(two, "kernel-per-packet", "shimmed", false, false)
 		measure(two, "fastpath", "shimmed", false, true)
+		measure(two, "tun", "shimmed", true, false)
 	}
 	med := func(mode, kind string, streams int) float64 {
 		var v []float64
@@ -171,10 +177,12 @@ func TestThroughput(t *testing.T) {
 		return v[len(v)/2]
 	}
 	for _, streams := range []int{1, 4} {
-		t.Logf("median, %d stream(s): passthrough fastpath/kernel %.2f; shimmed fastpath/kernel-per-packet %.2f, fastpath/kernel %.2f",
+		t.Logf("median, %d stream(s): passthrough fastpath/kernel %.2f, tun/kernel %.2f; shimmed fastpath/kernel-per-packet %.2f, fastpath/kernel %.2f, fastpath/tun %.2f",
 			streams, med("fastpath", "passthrough", streams)/med("kernel", "passthrough", streams),
+			med("tun", "passthrough", streams)/med("kernel", "passthrough", streams),
 			med("fastpath", "shimmed", streams)/med("kernel-per-packet", "shimmed", streams),
-			med("fastpath", "shimmed", streams)/med("kernel", "shimmed", streams))
+			med("fastpath", "shimmed", streams)/med("kernel", "shimmed", streams),
+			med("fastpath", "shimmed", streams)/med("tun", "shimmed", streams))
 	}
 	if f := os.Getenv("SHIM6GW_BENCH_JSON"); f != "" {
 		b, _ := json.MarshalIndent(rows, "", "  ")

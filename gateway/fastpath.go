@@ -33,8 +33,6 @@ type FastpathOptions struct {
 	// TUN is the gateway's TUN device: the program looks routes up as if
 	// its packets came out of it, so the TUN path's rules pick the uplink.
 	TUN string
-	// Now is the data plane's clock, the one rewrite.Stamps hold.
-	Now func() int64
 	Log *slog.Logger
 }
 
@@ -88,7 +86,7 @@ func startFastpath(o FastpathOptions, log *slog.Logger) (*Fastpath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: fast path: tun: %w", err)
 	}
-	prog, err := fastpath.Load(fastpath.Options{TUNIndex: tun.Index, Now: o.Now})
+	prog, err := fastpath.Load(fastpath.Options{TUNIndex: tun.Index})
 	if err != nil {
 		return nil, err
 	}
@@ -127,10 +125,11 @@ func (f *Fastpath) Publish(cfg rewrite.Config, t *rewrite.Table) {
 }
 
 // Harvest folds the program's traffic stamps into the contexts'
-// rewrite.Stamps; call it before reading them for REAP.
-func (f *Fastpath) Harvest() {
+// rewrite.Stamps; call it before reading them for REAP, with now read
+// from the clock the data plane stamps with.
+func (f *Fastpath) Harvest(now int64) {
 	if f != nil {
-		f.prog.Maps().Harvest()
+		f.prog.Maps().Harvest(now)
 	}
 }
 

@@ -39,7 +39,7 @@ func TestStartFastpathModes(t *testing.T) {
 			t.Errorf("mode %q: unexpected log %q", tt.mode, buf.String())
 		}
 		f.Publish(rewrite.Config{}, nil)
-		f.Harvest()
+		f.Harvest(1)
 		if err := f.Close(); err != nil {
 			t.Errorf("mode %q: close of nil fast path: %v", tt.mode, err)
 		}
