@@ -218,18 +218,38 @@ func (m *Maps) slot(st *rewrite.Stamps) (uint32, error) {
 	return s, nil
 }
 
-const stampSize = int64(unsafe.Sizeof(fastpathStamp{}))
+const (
+	stampSize   = int64(unsafe.Sizeof(fastpathStamp{}))
+	stampShards = 4 // STAMP_SHARDS in bpf/fastpath.c
+)
 
+// writeStamp sets every shard of slot to st.
 func (m *Maps) writeStamp(slot uint32, st *fastpathStamp) error {
 	b := unsafe.Slice((*byte)(unsafe.Pointer(st)), stampSize)
-	_, err := m.stampsMem.WriteAt(b, int64(slot)*stampSize)
-	return err
+	for i := range int64(stampShards) {
+		if _, err := m.stampsMem.WriteAt(b, (int64(slot)*stampShards+i)*stampSize); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
+// readStamp returns the shards of slot added up: counts summed, the
+// latest times.
 func (m *Maps) readStamp(slot uint32, st *fastpathStamp) error {
-	b := unsafe.Slice((*byte)(unsafe.Pointer(st)), stampSize)
-	_, err := m.stampsMem.ReadAt(b, int64(slot)*stampSize)
-	return err
+	*st = fastpathStamp{}
+	var sh fastpathStamp
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&sh)), stampSize)
+	for i := range int64(stampShards) {
+		if _, err := m.stampsMem.ReadAt(b, (int64(slot)*stampShards+i)*stampSize); err != nil {
+			return err
+		}
+		st.Sent += sh.Sent
+		st.Recv += sh.Recv
+		st.LastSent = max(st.LastSent, sh.LastSent)
+		st.LastRecv = max(st.LastRecv, sh.LastRecv)
+	}
+	return nil
 }
 
 // Harvest adds what the program saw since the last call to the contexts'

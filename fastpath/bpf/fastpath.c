@@ -116,6 +116,10 @@ struct lpm_key {
 };
 
 #define MAX_CONTEXTS 65536
+// Each context's stamps are kept once per shard, a CPU writing to its own
+// (cpu mod STAMP_SHARDS), so that CPUs forwarding the same context do not
+// bounce one cache line per packet; Harvest adds the shards up.
+#define STAMP_SHARDS 4
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -160,7 +164,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, MAX_CONTEXTS);
+	__uint(max_entries, MAX_CONTEXTS * STAMP_SHARDS);
 	__type(key, __u32);
 	__type(value, struct stamp);
 } stamps SEC(".maps");
@@ -221,10 +225,12 @@ static __always_inline int tcp_unsure(struct __sk_buff *skb, __u32 off, __u32 en
 
 static __always_inline void stamp(__u32 slot, int sent)
 {
-	struct stamp *st = bpf_map_lookup_elem(&stamps, &slot);
+	__u32 i = slot * STAMP_SHARDS + (bpf_get_smp_processor_id() % STAMP_SHARDS);
+	struct stamp *st = bpf_map_lookup_elem(&stamps, &i);
 	if (!st)
 		return;
 	__u64 now = bpf_ktime_get_ns();
+	// Another CPU may share the shard: the counts stay atomic.
 	if (sent) {
 		st->last_sent = now;
 		__sync_fetch_and_add(&st->sent, 1);
@@ -260,23 +266,39 @@ static __always_inline int route(struct __sk_buff *skb, struct fp_config *cfg, s
 	return FP_TUN_NO_ROUTE;
 }
 
-// forward sends the rewritten packet out of the interface route found.
+// forward sends the rewritten packet out of the interface route found;
+// macs_done says the caller already wrote the Ethernet addresses.
 static __always_inline int forward(struct __sk_buff *skb, struct fp_config *cfg,
-				   struct bpf_fib_lookup *fib, __u32 v)
+				   struct bpf_fib_lookup *fib, __u32 v, int macs_done)
 {
 	if (!(cfg->flags & FP_REDIRECT))
 		return count(skb, v, TC_ACT_REDIRECT);
 	if (fib->tbid == BPF_FIB_LKUP_RET_SUCCESS) {
-		__u8 macs[12];
-		__builtin_memcpy(macs, fib->dmac, 6);
-		__builtin_memcpy(macs + 6, fib->smac, 6);
-		if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
-			return count(skb, FP_DROP_HELPER, TC_ACT_SHOT);
+		if (!macs_done) {
+			__u8 macs[12];
+			__builtin_memcpy(macs, fib->dmac, 6);
+			__builtin_memcpy(macs + 6, fib->smac, 6);
+			if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
+				return count(skb, FP_DROP_HELPER, TC_ACT_SHOT);
+		}
 		return count(skb, v, bpf_redirect(fib->ifindex, 0));
 	}
 	struct bpf_redir_neigh nh = {.nh_family = AF_INET6};
 	__builtin_memcpy(nh.ipv6_nh, fib->ipv6_dst, 16);
 	return count(skb, v, bpf_redirect_neigh(fib->ifindex, &nh, sizeof(nh), 0));
+}
+
+// put_macs fills eth with the addresses of a successful lookup and
+// reports whether it did.
+static __always_inline int put_macs(struct fp_config *cfg, struct bpf_fib_lookup *fib, __u8 *eth)
+{
+	if (!(cfg->flags & FP_REDIRECT) || fib->tbid != BPF_FIB_LKUP_RET_SUCCESS)
+		return 0;
+	__builtin_memcpy(eth, fib->dmac, 6);
+	__builtin_memcpy(eth + 6, fib->smac, 6);
+	eth[12] = ETH_P_IPV6 >> 8;
+	eth[13] = ETH_P_IPV6 & 0xff;
+	return 1;
 }
 
 static __always_inline int is_site(const __u8 *a)
@@ -310,7 +332,7 @@ static __always_inline int outbound(struct __sk_buff *skb, struct fp_config *cfg
 				return count(skb, FP_TUN_HELPER, TC_ACT_OK);
 		}
 		stamp(c->slot, 1);
-		return forward(skb, cfg, &fib, FP_FAST_OUT_PASS);
+		return forward(skb, cfg, &fib, FP_FAST_OUT_PASS, 0);
 	}
 	if (skb->gso_segs > 1 || skb->gso_size)
 		return count(skb, FP_TUN_GSO, TC_ACT_OK);
@@ -323,9 +345,11 @@ static __always_inline int outbound(struct __sk_buff *skb, struct fp_config *cfg
 		h->hlim--;
 	}
 	struct {
+		__u8 eth[ETH_LEN];
 		struct ip6 ip;
 		__u8 shim[8];
-	} __attribute__((packed)) n;
+	} n;
+	_Static_assert(sizeof(n) == ETH_LEN + IP6_LEN + SHIM_LEN, "no padding");
 	__builtin_memcpy(&n.ip, h, IP6_LEN);
 	n.shim[0] = h->nh;
 	n.shim[1] = 0;
@@ -337,10 +361,13 @@ static __always_inline int outbound(struct __sk_buff *skb, struct fp_config *cfg
 	__u32 slot = c->slot;
 	if (bpf_skb_adjust_room(skb, SHIM_LEN, BPF_ADJ_ROOM_NET, 0) < 0)
 		return count(skb, FP_TUN_HELPER, TC_ACT_OK);
-	if (bpf_skb_store_bytes(skb, ETH_LEN, &n, sizeof(n), BPF_F_RECOMPUTE_CSUM) < 0)
+	// One store for the header, and the Ethernet addresses if known.
+	int macs = put_macs(cfg, &fib, n.eth);
+	__u32 off = macs ? 0 : ETH_LEN;
+	if (bpf_skb_store_bytes(skb, off, (__u8 *)&n + off, sizeof(n) - off, BPF_F_RECOMPUTE_CSUM) < 0)
 		return count(skb, FP_DROP_HELPER, TC_ACT_SHOT);
 	stamp(slot, 1);
-	return forward(skb, cfg, &fib, FP_FAST_OUT_SHIM);
+	return forward(skb, cfg, &fib, FP_FAST_OUT_SHIM, macs);
 }
 
 static __always_inline int inbound_shim(struct __sk_buff *skb, struct fp_config *cfg, struct ip6 *h,
@@ -369,26 +396,33 @@ static __always_inline int inbound_shim(struct __sk_buff *skb, struct fp_config 
 	__u8 next = sh[0];
 	if (next == NH_TCP && tcp_unsure(skb, ETH_LEN + IP6_LEN + SHIM_LEN, end))
 		return count(skb, FP_TUN_TCP_SYN, TC_ACT_OK);
-	struct ip6 n;
-	__builtin_memcpy(&n, h, IP6_LEN);
-	n.nh = next;
-	n.plen = bpf_htons(bpf_ntohs(h->plen) - SHIM_LEN);
-	copy16(n.src, c->peer_ulid);
-	copy16(n.dst, c->local_ulid);
+	struct {
+		__u8 eth[ETH_LEN];
+		struct ip6 ip;
+	} e;
+	_Static_assert(sizeof(e) == ETH_LEN + IP6_LEN, "no padding");
+	struct ip6 *n = &e.ip;
+	__builtin_memcpy(n, h, IP6_LEN);
+	n->nh = next;
+	n->plen = bpf_htons(bpf_ntohs(h->plen) - SHIM_LEN);
+	copy16(n->src, c->peer_ulid);
+	copy16(n->dst, c->local_ulid);
 	__u32 slot = c->slot;
 	struct bpf_fib_lookup fib = {};
 	int v;
 	if (cfg->flags & FP_REDIRECT) {
-		if ((v = route(skb, cfg, &n, n.src, n.dst, end - ETH_LEN - SHIM_LEN, &fib)) >= 0)
+		if ((v = route(skb, cfg, n, n->src, n->dst, end - ETH_LEN - SHIM_LEN, &fib)) >= 0)
 			return count(skb, v, TC_ACT_OK);
-		n.hlim--;
+		n->hlim--;
 	}
 	if (bpf_skb_adjust_room(skb, -SHIM_LEN, BPF_ADJ_ROOM_NET, 0) < 0)
 		return count(skb, FP_TUN_HELPER, TC_ACT_OK);
-	if (bpf_skb_store_bytes(skb, ETH_LEN, &n, IP6_LEN, BPF_F_RECOMPUTE_CSUM) < 0)
+	int macs = put_macs(cfg, &fib, e.eth);
+	__u32 off = macs ? 0 : ETH_LEN;
+	if (bpf_skb_store_bytes(skb, off, (__u8 *)&e + off, sizeof(e) - off, BPF_F_RECOMPUTE_CSUM) < 0)
 		return count(skb, FP_DROP_HELPER, TC_ACT_SHOT);
 	stamp(slot, 0);
-	return forward(skb, cfg, &fib, FP_FAST_IN_STRIP);
+	return forward(skb, cfg, &fib, FP_FAST_IN_STRIP, macs);
 }
 
 static __always_inline int inbound(struct __sk_buff *skb, struct fp_config *cfg, struct ip6 *h,
@@ -425,7 +459,7 @@ static __always_inline int inbound(struct __sk_buff *skb, struct fp_config *cfg,
 			return count(skb, FP_TUN_HELPER, TC_ACT_OK);
 	}
 	stamp(slot, 0);
-	return forward(skb, cfg, &fib, FP_FAST_IN_PASS);
+	return forward(skb, cfg, &fib, FP_FAST_IN_PASS, 0);
 }
 
 SEC("tc")
