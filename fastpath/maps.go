@@ -271,6 +271,10 @@ func (m *Maps) Harvest(now int64) {
 			continue
 		}
 		old := m.seen[slot]
+		// Counts only grow; a smaller one is a read torn by a writer.
+		if k.Sent < old.Sent || k.Recv < old.Recv {
+			continue
+		}
 		if k.Sent != old.Sent {
 			st.SentPackets.Add(k.Sent - old.Sent)
 			storeMax(&st.LastSent, int64(k.LastSent)+offset)
