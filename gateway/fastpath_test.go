@@ -2,10 +2,19 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/shim6gw/shim6gw/fastpath"
 	"github.com/shim6gw/shim6gw/rewrite"
 )
 
@@ -43,5 +52,58 @@ func TestStartFastpathModes(t *testing.T) {
 		if err := f.Close(); err != nil {
 			t.Errorf("mode %q: close of nil fast path: %v", tt.mode, err)
 		}
+	}
+}
+
+// TestFastpathHookInNamespace starts the fast path on a LAN veth and an
+// uplink veth in a namespace, publishes a table, reads the metrics and
+// checks that Close leaves no program attached.
+func TestFastpathHookInNamespace(t *testing.T) {
+	ns, h := newNS(t, fmt.Sprintf("fp-gw-%d", os.Getpid()))
+	addTUN(t, ns, h, "fptun0")
+	addVeth(t, h, "fplan0", "fplan1")
+	addVeth(t, h, "fpup0", "fpup1")
+	var f *Fastpath
+	err := runInNS(ns, func() error {
+		var err error
+		f, err = StartFastpath(FastpathOptions{Mode: FastpathEBPF, LAN: "fplan0", Uplinks: []string{"fpup0"}, TUN: "fptun0",
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		return err
+	})
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		t.Skipf("kernel without TCX: %v", err)
+	}
+	if err != nil || f == nil {
+		t.Fatalf("start: %v", err)
+	}
+	cfg := rewrite.Config{
+		SitePrefixes: []netip.Prefix{netip.MustParsePrefix("2001:db8:a:1::/64")},
+		Contexts: []rewrite.ContextConfig{{
+			LocalULID: netip.MustParseAddr("2001:db8:a:1::10"), PeerULID: netip.MustParseAddr("2001:db8:c:1::20"),
+			LocalTag: 1, PeerTag: 2,
+			LocalLocator: netip.MustParseAddr("2001:db8:b:1::10"), PeerLocator: netip.MustParseAddr("2001:db8:d:1::20"),
+		}},
+	}
+	tab, err := rewrite.NewTable(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Publish(cfg, tab)
+	f.Harvest(1)
+	if n := testutil.CollectAndCount(f, "shim6gw_fastpath_packets_total"); n != int(fastpath.NumVerdicts) {
+		t.Errorf("%d packet series, want one per verdict (%d)", n, fastpath.NumVerdicts)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err = runInNS(ns, func() error {
+		n, err := fastpath.Cleanup([]string{"fplan0", "fpup0"})
+		if err == nil && n != 0 {
+			err = fmt.Errorf("%d programs left attached after Close", n)
+		}
+		return err
+	})
+	if err != nil {
+		t.Error(err)
 	}
 }
