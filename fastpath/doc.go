@@ -4,8 +4,9 @@
 // device. The TUN path (package rewrite) stays the path for everything
 // else and the reference the program is tested against: for any packet,
 // the program either emits exactly the bytes rewrite.Rewriter would, or
-// hands the packet to the kernel unchanged (TC_ACT_OK), where the
-// gateway's policy rules route it into the TUN as before.
+// hands the packet on unchanged (TCX_NEXT: to programs attached after it,
+// then the kernel's stack), where the gateway's policy rules route it into
+// the TUN as before.
 //
 // # TCX, not XDP
 //

@@ -17,7 +17,7 @@ import (
 )
 
 const (
-	tcActOK       = 0
+	tcxNext       = 0xffffffff // FP_PASS, TCX_NEXT (-1)
 	tcActRedirect = 7
 )
 
@@ -100,7 +100,7 @@ func (pp *pair) run(t testing.TB, pkt []byte) outcome {
 	}
 	got := opts.DataOut
 	switch ret {
-	case tcActOK:
+	case tcxNext:
 		if !bytes.Equal(got, in) {
 			t.Fatalf("packet handed to the TUN path modified:\n%s", cmp.Diff(in, got))
 		}

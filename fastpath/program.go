@@ -113,7 +113,12 @@ func (a *Attachment) Close() error {
 // On error nothing stays attached.
 func (p *Program) Attach(lan string, uplinks []string) (*Attachment, error) {
 	a := &Attachment{}
+	seen := map[string]bool{}
 	for _, name := range append([]string{lan}, uplinks...) {
+		if seen[name] {
+			continue // once per interface, or it would run twice
+		}
+		seen[name] = true
 		ifi, err := net.InterfaceByName(name)
 		if err == nil && !isEthernet(ifi) {
 			err = errors.New("not an Ethernet interface")

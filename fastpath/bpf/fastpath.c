@@ -3,7 +3,7 @@
 // shim6gw kernel fast path: one TC (TCX ingress) program for the LAN
 // interface and every uplink. It handles only packets of established
 // contexts whose handling it is sure of and hands everything else to the
-// kernel unchanged (TC_ACT_OK), where the gateway's policy rules route it
+// kernel unchanged (FP_PASS), where the gateway's policy rules route it
 // into the TUN device and the Go data plane (package rewrite).
 
 #include <linux/bpf.h>
@@ -29,6 +29,11 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 #define NH_DSTOPTS 60
 #define NH_SHIM6 140
 #define TCP_SYN 0x02
+
+// FP_PASS hands a packet on unchanged: TCX_NEXT runs the programs
+// attached after this one, and after the last the kernel's stack, where
+// the gateway's rules route it into the TUN.
+#define FP_PASS (-1)
 
 // Flags in struct fp_config.
 #define FP_REDIRECT 1 // forward with a FIB lookup; else only report TC_ACT_REDIRECT (BPF_PROG_TEST_RUN)
@@ -316,32 +321,32 @@ static __always_inline int outbound(struct __sk_buff *skb, struct fp_config *cfg
 	copy16(pk.peer, h->dst);
 	struct out_ctx *c = bpf_map_lookup_elem(&by_pair, &pk);
 	if (!c)
-		return count(skb, FP_TUN_NO_CONTEXT, TC_ACT_OK);
+		return count(skb, FP_TUN_NO_CONTEXT, FP_PASS);
 	if (is_ext(h->nh))
-		return count(skb, FP_TUN_EXT_HEADER, TC_ACT_OK);
+		return count(skb, FP_TUN_EXT_HEADER, FP_PASS);
 	if (h->nh == NH_TCP && tcp_unsure(skb, ETH_LEN + IP6_LEN, end))
-		return count(skb, FP_TUN_TCP_SYN, TC_ACT_OK);
+		return count(skb, FP_TUN_TCP_SYN, FP_PASS);
 	struct bpf_fib_lookup fib = {};
 	int v;
 	if (!c->shimmed) {
 		if (cfg->flags & FP_REDIRECT) {
 			if ((v = route(skb, cfg, h, h->src, h->dst, 0, &fib)) >= 0)
-				return count(skb, v, TC_ACT_OK);
+				return count(skb, v, FP_PASS);
 			h->hlim--;
 			if (bpf_skb_store_bytes(skb, ETH_LEN + 7, &h->hlim, 1, 0) < 0)
-				return count(skb, FP_TUN_HELPER, TC_ACT_OK);
+				return count(skb, FP_TUN_HELPER, FP_PASS);
 		}
 		stamp(c->slot, 1);
 		return forward(skb, cfg, &fib, FP_FAST_OUT_PASS, 0);
 	}
 	if (skb->gso_segs > 1 || skb->gso_size)
-		return count(skb, FP_TUN_GSO, TC_ACT_OK);
+		return count(skb, FP_TUN_GSO, FP_PASS);
 	__u32 len = end - ETH_LEN;
 	if (len + SHIM_LEN > c->mtu)
-		return count(skb, FP_TUN_TOO_BIG, TC_ACT_OK);
+		return count(skb, FP_TUN_TOO_BIG, FP_PASS);
 	if (cfg->flags & FP_REDIRECT) {
 		if ((v = route(skb, cfg, h, c->local_loc, c->peer_loc, len + SHIM_LEN, &fib)) >= 0)
-			return count(skb, v, TC_ACT_OK);
+			return count(skb, v, FP_PASS);
 		h->hlim--;
 	}
 	struct {
@@ -360,7 +365,7 @@ static __always_inline int outbound(struct __sk_buff *skb, struct fp_config *cfg
 	copy16(n.ip.dst, c->peer_loc);
 	__u32 slot = c->slot;
 	if (bpf_skb_adjust_room(skb, SHIM_LEN, BPF_ADJ_ROOM_NET, 0) < 0)
-		return count(skb, FP_TUN_HELPER, TC_ACT_OK);
+		return count(skb, FP_TUN_HELPER, FP_PASS);
 	// One store for the header, and the Ethernet addresses if known.
 	int macs = put_macs(cfg, &fib, n.eth);
 	__u32 off = macs ? 0 : ETH_LEN;
@@ -376,26 +381,26 @@ static __always_inline int inbound_shim(struct __sk_buff *skb, struct fp_config 
 	__u8 sh[8];
 	if (ETH_LEN + IP6_LEN + SHIM_LEN > end ||
 	    bpf_skb_load_bytes(skb, ETH_LEN + IP6_LEN, sh, sizeof(sh)) < 0)
-		return count(skb, FP_TUN_CONTROL, TC_ACT_OK);
+		return count(skb, FP_TUN_CONTROL, FP_PASS);
 	if (!(sh[2] & 0x80) || sh[1] != 0)
-		return count(skb, FP_TUN_CONTROL, TC_ACT_OK);
+		return count(skb, FP_TUN_CONTROL, FP_PASS);
 	struct loc_key lk = {};
 	lk.tag = ((__u64)(sh[2] & 0x7f) << 40) | ((__u64)sh[3] << 32) | ((__u64)sh[4] << 24) |
 		 ((__u64)sh[5] << 16) | ((__u64)sh[6] << 8) | (__u64)sh[7];
 	struct in_ctx *c = bpf_map_lookup_elem(&by_tag, &lk.tag);
 	if (!c)
-		return count(skb, FP_TUN_TAG, TC_ACT_OK);
+		return count(skb, FP_TUN_TAG, FP_PASS);
 	lk.side = SIDE_PEER;
 	copy16(lk.addr, h->src);
 	if (!bpf_map_lookup_elem(&locators, &lk))
-		return count(skb, FP_TUN_TAG, TC_ACT_OK);
+		return count(skb, FP_TUN_TAG, FP_PASS);
 	lk.side = SIDE_LOCAL;
 	copy16(lk.addr, h->dst);
 	if (!bpf_map_lookup_elem(&locators, &lk))
-		return count(skb, FP_TUN_TAG, TC_ACT_OK);
+		return count(skb, FP_TUN_TAG, FP_PASS);
 	__u8 next = sh[0];
 	if (next == NH_TCP && tcp_unsure(skb, ETH_LEN + IP6_LEN + SHIM_LEN, end))
-		return count(skb, FP_TUN_TCP_SYN, TC_ACT_OK);
+		return count(skb, FP_TUN_TCP_SYN, FP_PASS);
 	struct {
 		__u8 eth[ETH_LEN];
 		struct ip6 ip;
@@ -412,11 +417,11 @@ static __always_inline int inbound_shim(struct __sk_buff *skb, struct fp_config 
 	int v;
 	if (cfg->flags & FP_REDIRECT) {
 		if ((v = route(skb, cfg, n, n->src, n->dst, end - ETH_LEN - SHIM_LEN, &fib)) >= 0)
-			return count(skb, v, TC_ACT_OK);
+			return count(skb, v, FP_PASS);
 		n->hlim--;
 	}
 	if (bpf_skb_adjust_room(skb, -SHIM_LEN, BPF_ADJ_ROOM_NET, 0) < 0)
-		return count(skb, FP_TUN_HELPER, TC_ACT_OK);
+		return count(skb, FP_TUN_HELPER, FP_PASS);
 	int macs = put_macs(cfg, &fib, e.eth);
 	__u32 off = macs ? 0 : ETH_LEN;
 	if (bpf_skb_store_bytes(skb, off, (__u8 *)&e + off, sizeof(e) - off, BPF_F_RECOMPUTE_CSUM) < 0)
@@ -431,32 +436,32 @@ static __always_inline int inbound(struct __sk_buff *skb, struct fp_config *cfg,
 	if (h->nh == NH_SHIM6)
 		return inbound_shim(skb, cfg, h, end);
 	if (is_ext(h->nh))
-		return count(skb, FP_TUN_EXT_HEADER, TC_ACT_OK);
+		return count(skb, FP_TUN_EXT_HEADER, FP_PASS);
 	if (h->nh == NH_ICMPV6) {
 		__u8 type;
 		if (ETH_LEN + IP6_LEN + 1 > end ||
 		    bpf_skb_load_bytes(skb, ETH_LEN + IP6_LEN, &type, 1) < 0 || type < 128)
-			return count(skb, FP_TUN_ICMP_ERROR, TC_ACT_OK);
+			return count(skb, FP_TUN_ICMP_ERROR, FP_PASS);
 	}
 	if (bpf_map_lookup_elem(&fallback_locs, h->dst))
-		return count(skb, FP_TUN_FALLBACK, TC_ACT_OK);
+		return count(skb, FP_TUN_FALLBACK, FP_PASS);
 	struct pair_key pk;
 	copy16(pk.local, h->dst);
 	copy16(pk.peer, h->src);
 	struct out_ctx *c = bpf_map_lookup_elem(&by_pair, &pk);
 	if (!c)
-		return count(skb, FP_TUN_NO_CONTEXT, TC_ACT_OK);
+		return count(skb, FP_TUN_NO_CONTEXT, FP_PASS);
 	if (h->nh == NH_TCP && tcp_unsure(skb, ETH_LEN + IP6_LEN, end))
-		return count(skb, FP_TUN_TCP_SYN, TC_ACT_OK);
+		return count(skb, FP_TUN_TCP_SYN, FP_PASS);
 	__u32 slot = c->slot;
 	struct bpf_fib_lookup fib = {};
 	int v;
 	if (cfg->flags & FP_REDIRECT) {
 		if ((v = route(skb, cfg, h, h->src, h->dst, 0, &fib)) >= 0)
-			return count(skb, v, TC_ACT_OK);
+			return count(skb, v, FP_PASS);
 		h->hlim--;
 		if (bpf_skb_store_bytes(skb, ETH_LEN + 7, &h->hlim, 1, 0) < 0)
-			return count(skb, FP_TUN_HELPER, TC_ACT_OK);
+			return count(skb, FP_TUN_HELPER, FP_PASS);
 	}
 	stamp(slot, 0);
 	return forward(skb, cfg, &fib, FP_FAST_IN_PASS, 0);
@@ -468,13 +473,13 @@ int shim6gw_fastpath(struct __sk_buff *skb)
 	__u32 zero = 0;
 	struct fp_config *cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg)
-		return TC_ACT_OK;
+		return FP_PASS;
 	struct ip6 h;
 	__u32 end = skb->len;
 	if (skb->protocol != bpf_htons(ETH_P_IPV6) || end < ETH_LEN + IP6_LEN ||
 	    bpf_skb_load_bytes(skb, ETH_LEN, &h, sizeof(h)) < 0 || (h.vtc[0] >> 4) != 6 ||
 	    ETH_LEN + IP6_LEN + bpf_ntohs(h.plen) != end)
-		return count(skb, FP_TUN_NOT_IPV6, TC_ACT_OK);
+		return count(skb, FP_TUN_NOT_IPV6, FP_PASS);
 	if (is_site(h.src))
 		return outbound(skb, cfg, &h, end);
 	return inbound(skb, cfg, &h, end);
