@@ -301,6 +301,34 @@ func TestApplyFollowsTable(t *testing.T) {
 	}
 }
 
+// TestApplyBeyondCapacity: contexts beyond the stamp slots stay on the
+// TUN path, the others are mirrored, and a slot freed by a removed
+// context is taken by the next table.
+func TestApplyBeyondCapacity(t *testing.T) {
+	p := loadTestRun(t)
+	p.maps.maxSlots = 1
+	cfg := siteConfig(false, false)
+	tab, err := rewrite.NewTable(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Maps().Apply(cfg, tab); !errors.Is(err, ErrTooMany) {
+		t.Fatalf("apply: %v, want ErrTooMany", err)
+	}
+	pp := &pair{rw: rewrite.NewRewriter(rewrite.RewriterConfig{}), prog: p}
+	pp.rw.Publish(tab)
+	shim := ip6(hostULID, peerULID, 17, udp(hostULID, peerULID, pattern(9), false))
+	pass := ip6(host2, peer2, 17, udp(host2, peer2, pattern(9), false))
+	if !pp.run(t, shim).fast || pp.run(t, pass).fast {
+		t.Fatal("want the first context mirrored, the second on the TUN path")
+	}
+	cfg.Contexts = cfg.Contexts[1:]
+	pp.publish(t, cfg) // fails the test on any error: the slot was freed
+	if pp.run(t, shim).fast || !pp.run(t, pass).fast {
+		t.Fatal("want the remaining context mirrored in the freed slot")
+	}
+}
+
 // TestHarvestStamps checks that the program's stamps reach the contexts'
 // rewrite.Stamps, converted to the caller's clock, as the TUN path's do.
 func TestHarvestStamps(t *testing.T) {

@@ -15,12 +15,18 @@ import (
 	"github.com/shim6gw/shim6gw/shim6"
 )
 
-// MaxContexts is the capacity of the context maps (MAX_CONTEXTS in
-// bpf/fastpath.c). Apply rejects a table with more contexts.
-const MaxContexts = 65536
+// MaxContexts is the capacity of the context maps and stamp slots
+// (MAX_CONTEXTS in bpf/fastpath.c); MaxFallback that of the fallback
+// locators (MAX_FALLBACK).
+const (
+	MaxContexts = 65536
+	MaxFallback = 1 << 20
+)
 
-// ErrTooMany: the table has more contexts or sites than the maps hold.
-var ErrTooMany = errors.New("fastpath: table exceeds the map capacity")
+// ErrTooMany: the table has more contexts than the maps hold. Apply then
+// mirrors as many as fit; the others stay on the TUN path, which is
+// still correct.
+var ErrTooMany = errors.New("fastpath: more contexts than the maps hold")
 
 type locKey = fastpathLocKey
 
@@ -43,6 +49,7 @@ type Maps struct {
 	slots     map[*rewrite.Stamps]uint32
 	free      []uint32
 	next      uint32
+	maxSlots  uint32 // MaxContexts; less in tests
 	seen      map[uint32]fastpathStamp
 	stampsMem *ebpf.Memory
 }
@@ -53,7 +60,7 @@ func newMaps(objs *fastpathMaps) (*Maps, error) {
 		sites: map[fastpathLpmKey]struct{}{}, byPair: map[fastpathPairKey]fastpathOutCtx{},
 		byTag: map[uint64]fastpathInCtx{}, locators: map[locKey]struct{}{},
 		fallback: map[[16]byte]struct{}{}, slots: map[*rewrite.Stamps]uint32{},
-		seen: map[uint32]fastpathStamp{},
+		seen: map[uint32]fastpathStamp{}, maxSlots: MaxContexts,
 	}
 	mem, err := objs.Stamps.Memory()
 	if err != nil {
@@ -72,8 +79,8 @@ func newMaps(objs *fastpathMaps) (*Maps, error) {
 func (m *Maps) Apply(cfg rewrite.Config, t *rewrite.Table) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(cfg.Contexts) > MaxContexts || len(cfg.Fallback) > MaxContexts {
-		return ErrTooMany
+	if len(cfg.Fallback) > MaxFallback {
+		return fmt.Errorf("fastpath: %d fallback locators, the map holds %d", len(cfg.Fallback), MaxFallback)
 	}
 	sites := make(map[fastpathLpmKey]struct{}, len(cfg.SitePrefixes))
 	for _, p := range cfg.SitePrefixes {
@@ -83,7 +90,10 @@ func (m *Maps) Apply(cfg rewrite.Config, t *rewrite.Table) error {
 	byPair := make(map[fastpathPairKey]fastpathOutCtx, len(cfg.Contexts))
 	byTag := make(map[uint64]fastpathInCtx, len(cfg.Contexts))
 	locs := make(map[locKey]struct{}, 4*len(cfg.Contexts))
-	used := make(map[*rewrite.Stamps]uint32, len(cfg.Contexts))
+	if len(m.free) == 0 && m.next >= m.maxSlots {
+		m.freeUnused(cfg, t) // at capacity: reuse the slots of gone contexts now
+	}
+	left := 0 // contexts without a stamp slot, left to the TUN path
 	for _, cc := range cfg.Contexts {
 		c := t.LookupTag(cc.LocalTag)
 		if c == nil {
@@ -91,10 +101,13 @@ func (m *Maps) Apply(cfg rewrite.Config, t *rewrite.Table) error {
 		}
 		cc = c.Config()
 		slot, err := m.slot(c.Stamps())
+		if errors.Is(err, ErrTooMany) {
+			left++
+			continue
+		}
 		if err != nil {
 			return err
 		}
-		used[c.Stamps()] = slot
 		tag := uint64(cc.LocalTag)
 		byTag[tag] = fastpathInCtx{LocalUlid: cc.LocalULID.As16(), PeerUlid: cc.PeerULID.As16(), Slot: slot}
 		addLocs(locs, tag, 0, cc.LocalLocator, cc.LocalLocators)
@@ -133,14 +146,30 @@ func (m *Maps) Apply(cfg rewrite.Config, t *rewrite.Table) error {
 		sync1(m.objs.Sites, m.sites, sites, nil, false),
 	)
 	m.sites, m.locators, m.fallback, m.byTag, m.byPair = sites, locs, fb, byTag, byPair
+	m.freeUnused(cfg, t)
+	if err == nil && left > 0 {
+		err = fmt.Errorf("%w: %d of %d left to the TUN path", ErrTooMany, left, len(cfg.Contexts))
+	}
+	return err
+}
+
+// freeUnused frees the slots of stamps no context of t uses. Until the
+// maps are synced, packets of a removed context may stamp the slot's new
+// owner; only at capacity is that better than leaving contexts out.
+func (m *Maps) freeUnused(cfg rewrite.Config, t *rewrite.Table) {
+	keep := make(map[*rewrite.Stamps]bool, len(cfg.Contexts))
+	for _, cc := range cfg.Contexts {
+		if c := t.LookupTag(cc.LocalTag); c != nil {
+			keep[c.Stamps()] = true
+		}
+	}
 	for st, slot := range m.slots {
-		if _, ok := used[st]; !ok {
+		if !keep[st] {
 			delete(m.slots, st)
 			delete(m.seen, slot)
 			m.free = append(m.free, slot)
 		}
 	}
-	return err
 }
 
 func addLocs(dst map[locKey]struct{}, tag uint64, side uint8, cur netip.Addr, set []netip.Addr) {
@@ -203,7 +232,7 @@ func (m *Maps) slot(st *rewrite.Stamps) (uint32, error) {
 	switch {
 	case len(m.free) > 0:
 		s, m.free = m.free[len(m.free)-1], m.free[:len(m.free)-1]
-	case m.next < MaxContexts:
+	case m.next < m.maxSlots:
 		s = m.next
 		m.next++
 	default:

@@ -42,8 +42,9 @@ type Fastpath struct {
 	prog *fastpath.Program
 	log  *slog.Logger
 
-	mu  sync.Mutex
-	att *fastpath.Attachment // nil once detached after a failed publish
+	mu      sync.Mutex
+	att     *fastpath.Attachment // nil once detached after a failed publish
+	tooMany bool                 // logged that contexts beyond the maps stay on the TUN path
 
 	packets, bytes *prometheus.Desc
 }
@@ -117,7 +118,17 @@ func (f *Fastpath) Publish(cfg rewrite.Config, t *rewrite.Table) {
 	if f.att == nil {
 		return
 	}
-	if err := f.prog.Maps().Apply(cfg, t); err != nil {
+	err := f.prog.Maps().Apply(cfg, t)
+	if errors.Is(err, fastpath.ErrTooMany) {
+		// The contexts that fit are mirrored; the rest take the TUN path.
+		if !f.tooMany {
+			f.log.Warn("kernel fast path full: further contexts take the TUN path", "err", err)
+		}
+		f.tooMany = true
+		return
+	}
+	f.tooMany = false
+	if err != nil {
 		f.log.Error("kernel fast path detached: its maps cannot follow the table; every packet takes the TUN path", "err", err)
 		f.att.Close()
 		f.att = nil

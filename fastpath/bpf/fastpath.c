@@ -121,6 +121,7 @@ struct lpm_key {
 };
 
 #define MAX_CONTEXTS 65536
+#define MAX_FALLBACK (1 << 20)
 // Each context's stamps are kept once per shard, a CPU writing to its own
 // (cpu mod STAMP_SHARDS), so that CPUs forwarding the same context do not
 // bounce one cache line per packet; Harvest adds the shards up.
@@ -161,7 +162,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC); // memory follows the contexts
-	__uint(max_entries, MAX_CONTEXTS);
+	__uint(max_entries, MAX_FALLBACK);
 	__type(key, __u8[16]);
 	__type(value, __u8);
 } fallback_locs SEC(".maps");
