@@ -52,6 +52,9 @@
 // Routes are looked up with bpf_fib_lookup as if the rewritten packet came
 // out of the TUN device, so the rules the gateway installs for the TUN
 // path (iif tun from P_X → table upX; iif tun → main) choose the egress.
+// Packets the program forwards skip netfilter's PREROUTING and FORWARD
+// hooks (as with Cilium's host routing): a gateway that filters forwarded
+// traffic with nftables must run with dataplane.fastpath: off.
 //
 // # Maps
 //
