@@ -329,6 +329,44 @@ func TestApplyBeyondCapacity(t *testing.T) {
 	}
 }
 
+// TestGSOSkbNeverShimmed runs a GSO skb (gso_size set through the test
+// run's __sk_buff) of a shimmed context: it must reach the TUN path
+// unchanged, since the kernel cannot segment next header 140, while a
+// GSO skb of a context on its ULID pair is forwarded whole.
+func TestGSOSkbNeverShimmed(t *testing.T) {
+	p := loadTestRun(t)
+	newPair(t, p, siteConfig(false, false))
+	// struct __sk_buff: 192 bytes, gso_segs at 164, gso_size at 176.
+	var skb [192]byte
+	binary.LittleEndian.PutUint32(skb[164:], 2)
+	binary.LittleEndian.PutUint32(skb[176:], 1400)
+	for _, tt := range []struct {
+		name string
+		pkt  []byte
+		ret  uint32
+		v    Verdict
+	}{
+		{"shimmed context", ip6(hostULID, peerULID, 6, tcp(hostULID, peerULID, 0x10, nil, pattern(2800))), tcxNext, TUNGSO},
+		{"ULID-pair context", ip6(host2, peer2, 6, tcp(host2, peer2, 0x10, nil, pattern(2800))), tcActRedirect, FastOutPass},
+	} {
+		before, _ := p.Maps().Stats()
+		in := append(append([]byte(nil), ethHeader...), tt.pkt...)
+		out := make([]byte, len(in)+64)
+		opts := ebpf.RunOptions{Data: in, DataOut: out, Context: skb[:], Repeat: 1}
+		ret, err := p.objs.Shim6gwFastpath.Run(&opts)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		after, _ := p.Maps().Stats()
+		if ret != tt.ret || after[tt.v].Packets != before[tt.v].Packets+1 {
+			t.Errorf("%s: returned %d, %v +%d; want %d and %v counted", tt.name, ret, tt.v, after[tt.v].Packets-before[tt.v].Packets, tt.ret, tt.v)
+		}
+		if !bytes.Equal(opts.DataOut, in) {
+			t.Errorf("%s: GSO skb modified", tt.name)
+		}
+	}
+}
+
 // TestHarvestStamps checks that the program's stamps reach the contexts'
 // rewrite.Stamps, converted to the caller's clock, as the TUN path's do.
 func TestHarvestStamps(t *testing.T) {
