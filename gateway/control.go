@@ -56,12 +56,14 @@ type ControllerOptions struct {
 // DataplaneStats methods serve /metrics and /debug/contexts from
 // snapshots, safe to call from any goroutine.
 type Controller struct {
+	opts  ControllerOptions
+	clock clock
+	rw    *rewrite.Rewriter
+	dp    *Dataplane
+	fp    *Fastpath // set by Run from ControlInputs; nil: TUN path alone
+
 	bookMu sync.Mutex
 	book   *hba.Book // siteBook
-	opts   ControllerOptions
-	clock  clock
-	rw     *rewrite.Rewriter
-	dp     *Dataplane
 
 	mu      sync.Mutex
 	devs    []tunnel.Device
@@ -230,6 +232,7 @@ func (c *Controller) Run(ctx context.Context, in ControlInputs) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	c.fp = in.Fastpath
 	l, err := newControlLoop(c, in.Config, in.Metrics, log.With("component", "control"))
 	if err != nil {
 		return err

@@ -384,6 +384,7 @@ func (l *controlLoop) reload(now time.Time, r Reload) {
 // observe feeds the engine the contexts' traffic stamps that moved since
 // the last call (RFC 5534 §4.1: REAP's Send and Keepalive timers).
 func (l *controlLoop) observe(now time.Time) {
+	l.c.fp.Harvest(l.c.clock.nanos()) // the kernel fast path's stamps first
 	for tag, st := range l.stamps {
 		s, r := st.LastSent.Load(), st.LastReceived.Load()
 		v := [2]int64{s, r}
@@ -635,11 +636,13 @@ func (l *controlLoop) tableConfig() rewrite.Config {
 // publishTable rebuilds and publishes the fast table (docs/architecture.md §6).
 func (l *controlLoop) publishTable() {
 	l.tableDirty, l.dirtySince = false, time.Time{}
-	t, err := rewrite.NewTable(l.tableConfig())
+	rc := l.tableConfig()
+	t, err := rewrite.NewTable(rc)
 	if err != nil {
 		// Keep forwarding with the previous table.
 		l.log.Error("fast table rejected", "err", err)
 		return
 	}
 	l.c.rw.Publish(t)
+	l.c.fp.Publish(rc, t) // the kernel fast path in the same step
 }

@@ -66,6 +66,8 @@ type ControlInputs struct {
 	Reloads <-chan Reload
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
+	// Fastpath is the kernel fast path; nil: the TUN path alone.
+	Fastpath *Fastpath
 	// Running, if set, is called once when the loop serves events.
 	Running func()
 }
@@ -187,6 +189,21 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 		}
 	}()
 
+	upIfaces := make([]string, 0, len(cfg.Uplinks))
+	for _, u := range cfg.Uplinks {
+		upIfaces = append(upIfaces, u.Interface)
+	}
+	fp, err := StartFastpath(FastpathOptions{Mode: cfg.Dataplane.Fastpath, LAN: cfg.LAN.Interface,
+		Uplinks: upIfaces, TUN: cfg.TUN.Name, Log: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if ferr := fp.Close(); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+	}()
+
 	var lanSvc *LANServices
 	if o.Hooks.LAN != nil && cfg.LAN.ServicesOn() {
 		if lanSvc, err = o.Hooks.LAN(cfg, log); err != nil {
@@ -219,6 +236,9 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 	}
 	mets := metrics.NewMetrics(metrics.MetricsOptions{Version: o.Version, Revision: o.Revision, Control: o.Hooks.ControlStats,
 		Dataplane: o.Hooks.DataplaneStats, Uplinks: mon, TUNUp: tunUp, TUNDropped: tunDropped, Plumbing: plumber.Verify, Runtime: true})
+	if fp != nil {
+		mets.Registry().MustRegister(fp)
+	}
 	var extra map[string]http.Handler
 	if lanSvc != nil {
 		mets.Registry().MustRegister(lanSvc.Collector())
@@ -277,7 +297,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 	running := make(chan struct{})
 	var runningOnce sync.Once
 	start("control", func() error {
-		err := o.Hooks.Control(runCtx, ControlInputs{Config: cfg, Uplinks: uplinks, Reloads: reloads,
+		err := o.Hooks.Control(runCtx, ControlInputs{Config: cfg, Uplinks: uplinks, Reloads: reloads, Fastpath: fp,
 			Metrics: mets, Log: log, Running: func() { runningOnce.Do(func() { close(running) }) }})
 		if err == nil && runCtx.Err() == nil {
 			err = errors.New("control loop ended")

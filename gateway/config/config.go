@@ -78,7 +78,9 @@ type Config struct {
 	Uplinks []UplinkConfig `yaml:"uplinks"`
 	HBA     HBAConfig      `yaml:"hba"`
 	TUN     TUNConfig      `yaml:"tun"`
-	Admin   AdminConfig    `yaml:"admin"`
+	// Dataplane chooses where established contexts are forwarded.
+	Dataplane DataplaneConfig `yaml:"dataplane"`
+	Admin     AdminConfig     `yaml:"admin"`
 	// Timers are the protocol timers (RFC 5533 §14, RFC 5534 §4.1, §4.3,
 	// §7); a key left out keeps the RFC value (shim6.DefaultTimers).
 	Timers shim6.Timers `yaml:"timers"`
@@ -153,6 +155,25 @@ type TUNConfig struct {
 	Queues     int    `yaml:"queues"` // > 1 only with backend water
 	MTU        int    `yaml:"mtu"`
 	TxQueueLen int    `yaml:"txqueuelen"` // the kernel's transmit queue of the TUN, in packets
+}
+
+// Values of dataplane.fastpath.
+const (
+	// FastpathAuto uses the kernel fast path where the kernel and the
+	// process's capabilities allow, else the TUN path with one log line
+	// saying why. The default.
+	FastpathAuto = "auto"
+	// FastpathEBPF requires the fast path: the daemon fails without it.
+	FastpathEBPF = "ebpf"
+	// FastpathOff keeps every packet on the TUN path.
+	FastpathOff = "off"
+)
+
+// DataplaneConfig selects the data plane.
+type DataplaneConfig struct {
+	// Fastpath: FastpathAuto (default), FastpathEBPF or FastpathOff
+	// (docs/architecture.md, "Kernel fast path").
+	Fastpath string `yaml:"fastpath"`
 }
 
 // AdminConfig is the admin HTTP listener.

@@ -50,16 +50,17 @@ func Parse(b []byte, dir, name string) (*Config, error) {
 
 func defaultConfig() *Config {
 	return &Config{
-		LAN:    DefaultLANConfig(),
-		HBA:    HBAConfig{Hosts: DefaultHBAHosts},
-		TUN:    TUNConfig{Name: DefaultTUNName, Backend: DefaultTUNBackend, Queues: 1, MTU: DefaultTUNMTU, TxQueueLen: DefaultTxQueueLen},
-		Admin:  AdminConfig{Listen: DefaultAdminListen},
-		Timers: shim6.DefaultTimers(),
-		Policy: shim6.DefaultPolicy(),
-		Limits: DefaultLimits(),
-		Log:    LogConfig{Format: "text", Level: "info"},
-		Rules:  RulesConfig{PriorityBase: DefaultPriorityBase, TableBase: DefaultTableBase, Protocol: DefaultRouteProtocol},
-		lines:  map[string]int{},
+		LAN:       DefaultLANConfig(),
+		HBA:       HBAConfig{Hosts: DefaultHBAHosts},
+		TUN:       TUNConfig{Name: DefaultTUNName, Backend: DefaultTUNBackend, Queues: 1, MTU: DefaultTUNMTU, TxQueueLen: DefaultTxQueueLen},
+		Admin:     AdminConfig{Listen: DefaultAdminListen},
+		Dataplane: DataplaneConfig{Fastpath: FastpathAuto},
+		Timers:    shim6.DefaultTimers(),
+		Policy:    shim6.DefaultPolicy(),
+		Limits:    DefaultLimits(),
+		Log:       LogConfig{Format: "text", Level: "info"},
+		Rules:     RulesConfig{PriorityBase: DefaultPriorityBase, TableBase: DefaultTableBase, Protocol: DefaultRouteProtocol},
+		lines:     map[string]int{},
 	}
 }
 
@@ -312,6 +313,11 @@ func (d *decoder) validate() {
 
 	if !ifNameRE.MatchString(c.TUN.Name) {
 		d.bad("tun.name", "bad interface name %q", c.TUN.Name)
+	}
+	switch c.Dataplane.Fastpath {
+	case FastpathAuto, FastpathEBPF, FastpathOff:
+	default:
+		d.bad("dataplane.fastpath", "unknown value %q (want auto, ebpf or off)", c.Dataplane.Fastpath)
 	}
 	switch c.TUN.Backend {
 	case "offload", "wireguard", "water":
