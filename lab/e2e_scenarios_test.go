@@ -17,20 +17,24 @@ import (
 
 // TestIntegrationE2EFailover: a TCP stream in each direction between h1
 // and h2 survives the loss of site 1's ISP A, by carrier loss and by a
-// blackhole; the context moves to site 1's P_B locator.
+// blackhole, with the kernel fast path and without it; the context moves
+// to site 1's P_B locator.
 func TestIntegrationE2EFailover(t *testing.T) {
 	for _, tc := range []struct {
 		mode     FailMode
 		duration time.Duration
+		fastpath string
 	}{
-		{FailLink, 5 * time.Second},
+		{FailLink, 5 * time.Second, "auto"},
 		// Detection takes the Send Timeout (300 ms with LabTimers), then
 		// TCP's backed-off retransmission timer decides when data flows
 		// again (the retransmission ~0.6 s after the loss).
-		{FailBlackhole, 6 * time.Second},
+		{FailBlackhole, 6 * time.Second, "auto"},
+		{FailLink, 5 * time.Second, "off"},
+		{FailBlackhole, 6 * time.Second, "off"},
 	} {
-		t.Run(string(tc.mode), func(t *testing.T) {
-			e := upE2E(t)
+		t.Run(string(tc.mode)+"/fastpath-"+tc.fastpath, func(t *testing.T) {
+			e := upE2EFastpath(t, tc.fastpath)
 			h1, h2 := e.b1[0], e.b2[0]
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
@@ -50,6 +54,13 @@ func TestIntegrationE2EFailover(t *testing.T) {
 			c2 := e.waitContexts("after failure", GW2, [][2]netip.Addr{{h2, h1}}, established)
 			if !Site1.B.LAN.Contains(c2[0].PeerLocator) {
 				t.Errorf("gw2 context peer locator %s, want site 1's P_B locator", c2[0].PeerLocator)
+			}
+			// The mode really was what the case says: with auto the kernel
+			// carried part of the streams, with off none of it.
+			fast := e.metric(GW1, "shim6gw_fastpath_packets_total", `path="fast"`)
+			t.Logf("gw1 fast-path packets: %.0f", fast)
+			if tc.fastpath == "off" && fast != 0 || tc.fastpath == "auto" && fast == 0 {
+				t.Errorf("fastpath %s: gw1 forwarded %.0f packets on the fast path", tc.fastpath, fast)
 			}
 		})
 	}

@@ -111,6 +111,12 @@ func (w *lockedFile) Write(p []byte) (int, error) {
 // their site's HBA book (the first one's ULID is the streams' address).
 func upE2E(t *testing.T, entries ...int) *e2e {
 	t.Helper()
+	return upE2EFastpath(t, "", entries...)
+}
+
+// upE2EFastpath is upE2E with the gateways' dataplane.fastpath set.
+func upE2EFastpath(t *testing.T, fastpath string, entries ...int) *e2e {
+	t.Helper()
 	skipUnlessRoot(t)
 	bin := gatewayBinary(t)
 	if len(entries) == 0 {
@@ -129,7 +135,7 @@ func upE2E(t *testing.T, entries ...int) *e2e {
 	}
 	ready := func(ctx context.Context, ns string) error { return e.GatewayReady(ctx, ns) }
 	e.start = ExecGateway(e.log, ready, bin, "run", "--config", "{config}")
-	l, err := New(Options{Prefix: e2ePrefix, Mode: Daemon, Dir: dir, StartGateway: e.start,
+	l, err := New(Options{Prefix: e2ePrefix, Mode: Daemon, Dir: dir, StartGateway: e.start, Fastpath: fastpath,
 		H1Addrs: BookHostAddrs(b1, entries...), H2Addrs: BookHostAddrs(b2, entries...)})
 	if err != nil {
 		t.Fatal(err)

@@ -18,13 +18,13 @@ import (
 func TestGatewayConfigLoads(t *testing.T) {
 	dir := t.TempDir()
 	for _, s := range []Site{Site1, Site2} {
-		path, err := WriteGatewayConfig(dir, s)
+		path, err := WriteGatewayConfig(dir, s, "off")
 		if err != nil {
 			t.Fatal(err)
 		}
 		c, err := config.Load(path)
 		if err != nil {
-			t.Fatalf("site %d: generated config rejected: %v\n%s", s.Index, err, GatewayConfig(s, "x"))
+			t.Fatalf("site %d: generated config rejected: %v\n%s", s.Index, err, GatewayConfig(s, "x", "off"))
 		}
 		if c.LAN.Interface != LANIf || len(c.Uplinks) != 2 {
 			t.Fatalf("site %d: lan %q uplinks %d", s.Index, c.LAN.Interface, len(c.Uplinks))

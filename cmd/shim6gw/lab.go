@@ -66,6 +66,7 @@ type labFlags struct {
 	ha          bool
 	vrrpAdvert  time.Duration
 	plot        string
+	fastpath    string
 }
 
 // parseLabFlags parses args; help is true for -h.
@@ -76,6 +77,7 @@ func parseLabFlags(args []string, stdout io.Writer) (f labFlags, help bool, err 
 	fset.BoolVar(&f.ha, "ha", false, "site 1 with two gateways gw1a and gw1b behind keepalived (needs keepalived)")
 	fset.DurationVar(&f.vrrpAdvert, "vrrp-advert", lab.LabVRRP.Advert, "with --ha: keepalived's advert_int, 10ms..40s (keepalived's default is 1s)")
 	fset.StringVar(&f.plot, "plot", "", "draw the run into this .svg or .png file")
+	fset.StringVar(&f.fastpath, "fastpath", "auto", "the gateways' dataplane.fastpath: auto, ebpf or off")
 	fset.DurationVar(&f.failAt, "fail-at", 3*time.Second, "when to fail, after the streams start")
 	fset.DurationVar(&f.duration, "duration", 10*time.Second, "how long the streams run in all")
 	fset.BoolVar(&f.json, "json", false, "print one JSON object instead of the human report")
@@ -109,10 +111,12 @@ func parseLabFlags(args []string, stdout io.Writer) (f labFlags, help bool, err 
 	case f.throughput < 0:
 		return f, false, errors.New("lab: --throughput must not be negative")
 	case f.sendTimeout != 0 && (f.sendTimeout < shim6.MinSendTimeout || f.sendTimeout > 65535*time.Second):
-		// The gateway's config accepts the same range (gateway/configdecode.go).
+		// The gateway's config accepts the same range (gateway/config).
 		return f, false, fmt.Errorf("lab: --send-timeout %v is not in %v..65535s", f.sendTimeout, shim6.MinSendTimeout)
 	case f.fail == lab.FailGateway && !f.ha:
 		return f, false, errors.New("lab: --fail gateway needs --ha")
+	case f.fastpath != "auto" && f.fastpath != "ebpf" && f.fastpath != "off":
+		return f, false, fmt.Errorf("lab: --fastpath %q: want auto, ebpf or off", f.fastpath)
 	case f.ha && f.kernel:
 		return f, false, errors.New("lab: --ha runs the daemon; it does not go with --kernel")
 	case f.ha && f.throughput > 0:
@@ -303,7 +307,7 @@ func (r *labRun) run(ctx context.Context) int {
 func (r *labRun) build(ctx context.Context, mode lab.Mode) (*lab.Lab, *os.File, error) {
 	opts := lab.Options{Prefix: r.f.prefix, Mode: mode, Dir: r.dir, CaptureDir: r.f.capture,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Events: r.events,
-		HA: r.f.ha && mode == lab.Daemon, VRRP: lab.VRRPTimers{Advert: r.f.vrrpAdvert}}
+		HA: r.f.ha && mode == lab.Daemon, VRRP: lab.VRRPTimers{Advert: r.f.vrrpAdvert}, Fastpath: r.f.fastpath}
 	if mode == lab.KernelForwarding && !r.f.kernel {
 		// The throughput baseline: keep the daemon lab's captures.
 		opts.CaptureDir = ""
