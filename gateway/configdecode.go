@@ -26,7 +26,7 @@ import (
 func LoadConfig(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, fileError{err}
 	}
 	return ParseConfig(b, filepath.Dir(path), path)
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -26,12 +25,7 @@ const StateDir = "/run/shim6gw"
 // the same TUN name) never share one, and a restart after a crash in the
 // same namespace finds the file of the crashed run.
 func DefaultStateFile(tun string) string {
-	name := tun
-	if id, err := os.Readlink("/proc/thread-self/ns/net"); err == nil {
-		// "net:[4026531840]"
-		name += "-" + strings.Trim(strings.TrimPrefix(id, "net:"), "[]")
-	}
-	return filepath.Join(StateDir, name+".sysctl.json")
+	return filepath.Join(StateDir, instanceName(tun)+".sysctl.json")
 }
 
 // UplinkWatcher is what the daemon needs of the uplink monitor; *Monitor
@@ -132,6 +126,13 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 			o.AdminListener.Close() // not handed to the admin server
 		}
 	}()
+	// Before anything reads or changes the system: a second instance
+	// must not run the crash recovery that would wipe the first.
+	lock, err := AcquireLock(LockPath(filepath.Dir(o.StateFile), cfg.TUN.Name))
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	if err := CheckSystem(cfg, o.Ops); err != nil {
 		return err
 	}
