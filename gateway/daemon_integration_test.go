@@ -103,7 +103,7 @@ func TestIntegrationDaemon(t *testing.T) {
 		}
 	}
 	rules, routes := ours(t, ops)
-	if len(rules) != 7 || len(routes) != 5 {
+	if len(rules) != 7 || len(routes) != 7 {
 		t.Errorf("while running: rules %v routes %v", rules, routes)
 	}
 	tun, err := h.LinkByName("s6gwtun")

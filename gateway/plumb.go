@@ -82,7 +82,8 @@ func (c PlumbConfig) DesiredRules() []Rule {
 var defaultRoute = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
 
 // DesiredRoutes returns the routes of the gateway's tables: the TUN
-// table's default route first, then the LAN /64s, then one per uplink.
+// table's default route first, then the LAN /64s, then one per uplink,
+// then each uplink table's unreachable default (plumb_unreachable.go).
 func (c PlumbConfig) DesiredRoutes() []Route {
 	routes := []Route{{Table: c.Rules.ShimTable(), Dst: defaultRoute, Dev: c.TUN, Protocol: c.Rules.Protocol}}
 	for _, pf := range c.LANPrefixes {
@@ -92,7 +93,7 @@ func (c PlumbConfig) DesiredRoutes() []Route {
 		routes = append(routes, Route{Table: c.Rules.UplinkTable(i), Dst: defaultRoute,
 			Gateway: u.Gateway, Dev: u.Interface, Protocol: c.Rules.Protocol})
 	}
-	return routes
+	return append(routes, c.unreachableRoutes()...)
 }
 
 // Plumber installs and removes the gateway's kernel state through

@@ -108,17 +108,17 @@ func (f *fakeNetlink) Routes(table int) ([]Route, error) {
 }
 
 func (f *fakeNetlink) ReplaceRoute(r Route) error {
-	l := f.links[r.Dev]
-	if l == nil {
+	if l := f.links[r.Dev]; !r.Unreachable && l == nil {
 		return syscall.ENODEV
-	}
-	if !l.up && r.Gateway.IsValid() {
+	} else if !r.Unreachable && !l.up && r.Gateway.IsValid() {
 		return syscall.ENETDOWN // ip6_validate_gw: "Nexthop device is not up"
 	}
 	if err := f.change("route replace %v", r); err != nil {
 		return err
 	}
-	f.routes = slices.DeleteFunc(f.routes, func(o Route) bool { return o.Table == r.Table && o.Dst == r.Dst })
+	f.routes = slices.DeleteFunc(f.routes, func(o Route) bool {
+		return o.Table == r.Table && o.Dst == r.Dst && o.Metric == r.Metric
+	})
 	f.routes = append(f.routes, r)
 	return nil
 }
@@ -182,6 +182,8 @@ route replace 2001:db8:a:1::/64 dev lan0 table 15001 proto 154
 route replace 2001:db8:b:1::/64 dev lan0 table 15001 proto 154
 route replace default via fe80::1 dev upA table 15002 proto 154
 route replace default dev upB table 15003 proto 154
+route replace unreachable default table 15002 proto 154 metric 4294967295
+route replace unreachable default table 15003 proto 154 metric 4294967295
 rule add 15000: from all iif shim6gw0 lookup 15001 proto 154
 rule add 15010: from 2001:db8:a::/48 iif shim6gw0 lookup 15002 proto 154
 rule add 15011: from 2001:db8:b::/48 iif shim6gw0 lookup 15003 proto 154
@@ -199,6 +201,8 @@ rule del 15050: from all iif shim6gw0 lookup main proto 154
 rule del 15011: from 2001:db8:b::/48 iif shim6gw0 lookup 15003 proto 154
 rule del 15010: from 2001:db8:a::/48 iif shim6gw0 lookup 15002 proto 154
 rule del 15000: from all iif shim6gw0 lookup 15001 proto 154
+route del unreachable default table 15003 proto 154 metric 4294967295
+route del unreachable default table 15002 proto 154 metric 4294967295
 route del default dev upB table 15003 proto 154
 route del default via fe80::1 dev upA table 15002 proto 154
 route del 2001:db8:b:1::/64 dev lan0 table 15001 proto 154
@@ -217,7 +221,7 @@ func TestPlumberApplyTeardownGolden(t *testing.T) {
 	if diff := cmp.Diff(lines(goldenApply), f.ops); diff != "" {
 		t.Errorf("apply ops (-want +got):\n%s", diff)
 	}
-	if f.links["shim6gw0"].mtu != 1400 || len(f.rules) != 7 || len(f.routes) != 5 {
+	if f.links["shim6gw0"].mtu != 1400 || len(f.rules) != 7 || len(f.routes) != 7 {
 		t.Errorf("state after apply: mtu %d, %d rules, %d routes", f.links["shim6gw0"].mtu, len(f.rules), len(f.routes))
 	}
 	f.ops = nil
@@ -327,11 +331,11 @@ func TestPlumberPendingRouteAndReconcile(t *testing.T) {
 		t.Errorf("ops %v lack the uplink route", f.ops)
 	}
 	// The kernel dropped a route on link down/up: Reconcile puts it back.
-	f.routes = slices.DeleteFunc(f.routes, func(r Route) bool { return r.Table == 15003 })
+	f.routes = slices.DeleteFunc(f.routes, func(r Route) bool { return r.Table == 15003 && !r.Unreachable })
 	if err := p.Reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := f.Routes(15003); len(got) != 1 {
+	if got, _ := f.Routes(15003); len(got) != 2 {
 		t.Errorf("table 15003 = %v after Reconcile", got)
 	}
 	if err := p.Teardown(); err != nil {
@@ -369,8 +373,8 @@ func TestPlumberCleanupStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 13 {
-		t.Errorf("removed %d, want 8 rules + 5 routes", n)
+	if n != 15 {
+		t.Errorf("removed %d, want 8 rules + 7 routes", n)
 	}
 	if diff := cmp.Diff([]Rule{foreign}, f.rules, netipCmp); diff != "" {
 		t.Errorf("rules (-want +got):\n%s", diff)
@@ -438,6 +442,8 @@ route replace 2001:db8:a:1::/64 dev lan0 table 15001 proto 154
 route replace 2001:db8:c:1::/64 dev lan0 table 15001 proto 154
 route replace default via fe80::1 dev upA table 15002 proto 154
 route replace default dev upB table 15003 proto 154
+route replace unreachable default table 15002 proto 154 metric 4294967295
+route replace unreachable default table 15003 proto 154 metric 4294967295
 `)
 	if diff := cmp.Diff(want, f.ops); diff != "" {
 		t.Errorf("update ops (-want +got):\n%s", diff)
@@ -464,7 +470,7 @@ func TestPlumberVerify(t *testing.T) {
 	}
 	// Someone runs `ip -6 rule del` and the kernel drops a route.
 	f.rules = slices.DeleteFunc(f.rules, func(r Rule) bool { return r.Priority == 15060 })
-	f.routes = slices.DeleteFunc(f.routes, func(r Route) bool { return r.Table == 15003 })
+	f.routes = slices.DeleteFunc(f.routes, func(r Route) bool { return r.Table == 15003 && !r.Unreachable })
 	want := "gateway: plumbing missing: rule 15060: from all iif lan0 lookup 15000 proto 154; " +
 		"route default dev upB table 15003 proto 154"
 	if err := p.Verify(); err == nil || err.Error() != want {
