@@ -14,7 +14,8 @@ type LinkInspector interface {
 }
 
 // CheckSystem checks what the configuration expects of the system: the
-// LAN and uplink interfaces exist. It only reads; `shim6gw check` and the
+// LAN interface exists. A missing uplink interface is not an error: the
+// uplink is down until it appears (MissingUplinks names them). It only reads; `shim6gw check` and the
 // start of `shim6gw run` call it. Errors are *ConfigError (ErrSystem)
 // naming the key and its line, joined.
 func CheckSystem(c *Config, sys LinkInspector) error {
@@ -31,9 +32,6 @@ func CheckSystem(c *Config, sys LinkInspector) error {
 		}
 	}
 	check("lan.interface", c.LAN.Interface)
-	for i, u := range c.Uplinks {
-		check(fmt.Sprintf("uplinks[%d].interface", i), u.Interface)
-	}
 	if len(errs) == 0 {
 		return nil
 	}
@@ -46,12 +44,15 @@ func CheckSystem(c *Config, sys LinkInspector) error {
 }
 
 // Check is `shim6gw check`: CheckSystem against the live system through
-// netlink. It changes nothing.
-func Check(c *Config) error {
+// netlink, and the MissingUplinks notes. It changes nothing.
+func Check(c *Config) (notes []string, err error) {
 	ops, err := NewNetlinkOps(nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer ops.Close()
-	return CheckSystem(c, ops)
+	if err := CheckSystem(c, ops); err != nil {
+		return nil, err
+	}
+	return MissingUplinks(c, ops), nil
 }

@@ -136,6 +136,9 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 	if err := CheckSystem(cfg, o.Ops); err != nil {
 		return err
 	}
+	for _, m := range MissingUplinks(cfg, o.Ops) {
+		log.Warn("uplink interface missing: " + m)
+	}
 	plumber := NewPlumber(o.Ops, PlumbConfigFrom(cfg, o.StateFile), log)
 	if _, err := plumber.CleanupStale(); err != nil {
 		return err

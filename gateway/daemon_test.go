@@ -285,7 +285,7 @@ func TestDaemonMissingInterfaceChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := newFakeNetlink("lan0", "upA") // upB missing
+	f := newFakeNetlink("upA", "upB") // lan0 missing
 	opened := false
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -296,7 +296,7 @@ func TestDaemonMissingInterfaceChangesNothing(t *testing.T) {
 			OpenTUN: func(TUNConfig) (io.Closer, error) { opened = true; return nil, errors.New("unreachable") },
 			Control: func(context.Context, ControlInputs) error { return nil },
 		}})
-	want := `config: line 10: uplinks[1].interface: no interface "upB" on this system`
+	want := `config: line 2: lan.interface: no interface "lan0" on this system`
 	if err == nil || err.Error() != want || ExitCode(err) != 2 {
 		t.Fatalf("err = %v (exit %d), want %s", err, ExitCode(err), want)
 	}

@@ -112,6 +112,7 @@ type Plumber struct {
 	routes  []Route        // installed (or pending: uplink was down)
 	sysctls []sysctlChange // changed, in order
 	pending map[int]bool   // index into routes not yet installed
+	lateRA  map[string]bool // uplinks whose accept_ra waits for the interface
 	applied bool
 }
 
@@ -200,7 +201,9 @@ func (p *Plumber) Apply() (err error) {
 	for _, u := range p.cfg.Uplinks {
 		if u.AcceptRA {
 			// RFC 4861 hosts ignore RAs when forwarding; 2 keeps them.
-			if err := p.setSysctl(sysctlAcceptRA(u.Interface), "2"); err != nil {
+			if err := p.setSysctl(sysctlAcceptRA(u.Interface), "2"); sysctlAbsent(err) {
+				p.deferAcceptRA(u.Interface)
+			} else if err != nil {
 				return err
 			}
 		}
@@ -216,7 +219,7 @@ func (p *Plumber) Apply() (err error) {
 	p.routes = p.cfg.DesiredRoutes()
 	for i, r := range p.routes {
 		if err := p.ops.ReplaceRoute(r); err != nil {
-			if i > 0 && errors.Is(err, syscall.ENETDOWN) {
+			if i > 0 && linkAbsent(err) {
 				p.pending[i] = true
 				p.log.Warn("uplink down, route pending", "route", r.String())
 				continue
@@ -246,12 +249,15 @@ func (p *Plumber) Reconcile() error {
 
 func (p *Plumber) reconcileLocked() error {
 	var errs []error
+	if err := p.setLateSysctls(); err != nil {
+		errs = append(errs, err)
+	}
 	for i, r := range p.routes {
 		err := p.ops.ReplaceRoute(r)
 		switch {
 		case err == nil:
 			delete(p.pending, i)
-		case errors.Is(err, syscall.ENETDOWN):
+		case linkAbsent(err):
 			p.pending[i] = true
 		default:
 			errs = append(errs, fmt.Errorf("gateway: replace route %v: %w", r, err))
@@ -396,7 +402,7 @@ func (p *Plumber) teardownLocked() error {
 	}
 	for i := len(p.sysctls) - 1; i >= 0; i-- {
 		s := p.sysctls[i]
-		if err := p.ops.WriteSysctl(s.Key, s.Old); err != nil {
+		if err := p.ops.WriteSysctl(s.Key, s.Old); err != nil && !sysctlAbsent(err) {
 			errs = append(errs, fmt.Errorf("gateway: restore %s: %w", s.Key, err))
 		}
 	}
@@ -406,7 +412,7 @@ func (p *Plumber) teardownLocked() error {
 			err = fmt.Errorf("gateway: remove state file: %w", rerr)
 		}
 	}
-	p.rules, p.routes, p.sysctls, p.pending, p.applied = nil, nil, nil, map[int]bool{}, false
+	p.rules, p.routes, p.sysctls, p.pending, p.lateRA, p.applied = nil, nil, nil, map[int]bool{}, nil, false
 	if err == nil {
 		p.log.Info("plumbing removed")
 	}
@@ -478,7 +484,7 @@ func (p *Plumber) restoreStateFile() error {
 	}
 	var errs []error
 	for i := len(changes) - 1; i >= 0; i-- {
-		if err := p.ops.WriteSysctl(changes[i].Key, changes[i].Old); err != nil {
+		if err := p.ops.WriteSysctl(changes[i].Key, changes[i].Old); err != nil && !sysctlAbsent(err) {
 			errs = append(errs, fmt.Errorf("gateway: restore %s: %w", changes[i].Key, err))
 		}
 	}

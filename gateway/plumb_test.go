@@ -23,6 +23,9 @@ type fakeNetlink struct {
 	routes  []Route
 	sysctls map[string]string
 	failOn  string // a change whose text starts with this fails
+	// writeMissing: writing a sysctl that does not exist fails like
+	// /proc/sys does for a vanished interface.
+	writeMissing bool
 }
 
 type fakeLink struct {
@@ -144,6 +147,9 @@ func (f *fakeNetlink) ReadSysctl(key string) (string, error) {
 }
 
 func (f *fakeNetlink) WriteSysctl(key, value string) error {
+	if _, ok := f.sysctls[key]; !ok && f.writeMissing {
+		return os.ErrNotExist
+	}
 	if err := f.change("sysctl %s = %s", key, value); err != nil {
 		return err
 	}

@@ -12,8 +12,9 @@ const checkUsage = `usage: shim6gw check --config FILE
 
 Check a configuration without changing anything: decode and validate the
 file (every problem names its key and line), then check that the
-interfaces it names exist. Exit status 0 means run would accept it, 2 that
-it would not.
+LAN interface exists. Exit status 0 means run would accept it, 2 that it
+would not. An uplink interface that does not exist yet is a note, not an
+error: run starts with that uplink down and brings it up when it appears.
 
 flags:
 `
@@ -30,11 +31,15 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return failf(stderr, exitUsage, "check: --config is required")
 	}
 	cfg, err := gateway.LoadConfig(*config)
+	var notes []string
 	if err == nil {
-		err = gateway.Check(cfg)
+		notes, err = gateway.Check(cfg)
 	}
 	if err != nil {
 		return failf(stderr, gateway.ExitCode(err), "check: %s", oneLine(err))
+	}
+	for _, n := range notes {
+		fmt.Fprintf(stdout, "%s: note: %s\n", *config, n)
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d uplinks, %d hosts, tun %s)\n", *config, len(cfg.Uplinks), cfg.HBA.Hosts, cfg.TUN.Name)
 	return exitOK
