@@ -108,10 +108,10 @@ type Plumber struct {
 
 	mu      sync.Mutex
 	cfg     PlumbConfig
-	rules   []Rule         // added, in order
-	routes  []Route        // installed (or pending: uplink was down)
-	sysctls []sysctlChange // changed, in order
-	pending map[int]bool   // index into routes not yet installed
+	rules   []Rule          // added, in order
+	routes  []Route         // installed (or pending: uplink was down)
+	sysctls []sysctlChange  // changed, in order
+	pending map[int]bool    // index into routes not yet installed
 	lateRA  map[string]bool // uplinks whose accept_ra waits for the interface
 	applied bool
 }
