@@ -183,6 +183,9 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 	}
 	metrics := NewMetrics(MetricsOptions{Version: o.Version, Control: o.Hooks.ControlStats,
 		Dataplane: o.Hooks.DataplaneStats, Uplinks: mon, TUNUp: tunUp, TUNDropped: tunDropped, Runtime: true})
+	// Someone else's flush of our rules or routes is repaired and counted.
+	watcher := NewPlumbWatcher(plumber, PlumbWatchOptionsFor(o.Ops, cfg.Rules, log))
+	metrics.Registry().MustRegister(watcher)
 	ready := append([]ReadyCheck{{Name: "plumbing", Check: plumber.Verify}}, o.Hooks.Ready...)
 	admin := NewAdmin(AdminOptions{Metrics: metrics, Contexts: o.Hooks.Contexts, Uplinks: mon,
 		TUNUp: tunUp, Ready: ready, Log: log})
@@ -209,6 +212,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 		}()
 	}
 	start("monitor", func() error { return mon.Run(runCtx) })
+	start("plumbing watcher", func() error { return watcher.Run(runCtx) })
 	serving = true
 	start("admin", func() error { return admin.Serve(runCtx, ln) })
 	start("uplink events", func() error {

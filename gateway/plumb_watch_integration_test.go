@@ -1,0 +1,118 @@
+package gateway
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// ipNS runs `ip -n ns args...` and fails the test on an error.
+func ipNS(t *testing.T, ns string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
+		t.Fatalf("ip -n %s %s: %v %s", ns, strings.Join(args, " "), err, out)
+	}
+}
+
+// waitPlumbing polls (every 10 ms, at most limit) until the namespace holds
+// the gateway's 7 rules and 7 routes, and returns how long that took.
+func waitPlumbing(t *testing.T, ops NetlinkOps, limit time.Duration, what string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		rules, routes := ours(t, ops)
+		if len(rules) == 7 && len(routes) == 7 {
+			return time.Since(start)
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("%s: not restored within %v: rules %v routes %v", what, limit, rules, routes)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// metricLine returns the exposition line of a metric with its labels, e.g.
+// `shim6gw_plumbing_repairs_total{kind="rule"}`.
+func metricLine(t *testing.T, base, name string) string {
+	t.Helper()
+	_, body := httpGet(t, base+"/metrics")
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, name+" ") {
+			return l
+		}
+	}
+	return ""
+}
+
+// TestIntegrationPlumbingRepair: what systemd-networkd does to foreign
+// rules (`ip -6 rule flush protocol 154`) and an operator's route
+// deletion are undone within 1 s by the running daemon, and counted.
+func TestIntegrationPlumbingRepair(t *testing.T) {
+	checkNoLeaks(t)
+	const name = "s6ops-repair"
+	ns, h := newNS(t, name)
+	for _, l := range []string{"s6gwlan", "s6gwupa", "s6gwupb"} {
+		addVeth(t, h, l, l+"p")
+	}
+	d := startNSDaemon(t, ns, h, integrationConfig)
+	waitPlumbing(t, d.ops, time.Second, "start")
+
+	ipNS(t, name, "-6", "rule", "flush", "protocol", "154")
+	took := waitPlumbing(t, d.ops, time.Second, "rule flush")
+	t.Logf("rules restored %v after the flush", took)
+	if got := metricLine(t, d.base, `shim6gw_plumbing_repairs_total{kind="rule"}`); got != `shim6gw_plumbing_repairs_total{kind="rule"} 7` {
+		t.Errorf("rule repairs: %q", got)
+	}
+
+	ipNS(t, name, "-6", "route", "del", "default", "via", "fe80::1", "dev", "s6gwupb", "table", "15003")
+	took = waitPlumbing(t, d.ops, time.Second, "route del")
+	t.Logf("route restored %v after the deletion", took)
+	if got := metricLine(t, d.base, `shim6gw_plumbing_repairs_total{kind="route"}`); got != `shim6gw_plumbing_repairs_total{kind="route"} 1` {
+		t.Errorf("route repairs: %q", got)
+	}
+	if got := metricLine(t, d.base, "shim6gw_plumbing_intact"); got != "shim6gw_plumbing_intact 1" {
+		t.Errorf("intact: %q", got)
+	}
+	d.stop(t)
+}
+
+// TestIntegrationLateUplink: the daemon starts while uplink b's interface
+// does not exist; when it appears with carrier, an address and a default
+// route, the uplink comes up and its table gets its route.
+func TestIntegrationLateUplink(t *testing.T) {
+	checkNoLeaks(t)
+	const name = "s6ops-late"
+	ns, h := newNS(t, name)
+	for _, l := range []string{"s6gwlan", "s6gwupa"} {
+		addVeth(t, h, l, l+"p")
+	}
+	d := startNSDaemon(t, ns, h, integrationConfig)
+	rules, routes := ours(t, d.ops)
+	if len(rules) != 7 || len(routes) != 6 {
+		t.Fatalf("at start without s6gwupb: rules %v routes %v", rules, routes)
+	}
+
+	upb, _ := addVeth(t, h, "s6gwupb", "s6gwupbp")
+	if err := h.AddrAdd(upb, &netlink.Addr{IPNet: mustCIDR("2001:db8:b:ffff::2/64"), Flags: unix.IFA_F_NODAD}); err != nil {
+		t.Fatal(err)
+	}
+	ipNS(t, name, "-6", "route", "add", "default", "via", "fe80::1", "dev", "s6gwupb")
+	deadline := time.After(5 * time.Second)
+	for up := false; !up; {
+		select {
+		case e := <-d.in.Uplinks:
+			up = e.Uplink == "b" && e.Up
+		case <-deadline:
+			t.Fatal("uplink b not up within 5s of its interface appearing")
+		}
+	}
+	waitPlumbing(t, d.ops, time.Second, "late uplink")
+	if rs, err := d.ops.Routes(15003); err != nil || len(rs) != 2 || rs[0].String() != "default via fe80::1 dev s6gwupb table 15003 proto 154" {
+		t.Errorf("table 15003 = %v %v", rs, err)
+	}
+	d.stop(t)
+}
