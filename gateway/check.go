@@ -44,7 +44,8 @@ func CheckSystem(c *Config, sys LinkInspector) error {
 }
 
 // Check is `shim6gw check`: CheckSystem against the live system through
-// netlink, and the MissingUplinks notes. It changes nothing.
+// netlink, plus notes: missing uplinks, a slow HBA generation. It
+// changes nothing.
 func Check(c *Config) (notes []string, err error) {
 	ops, err := NewNetlinkOps(nil)
 	if err != nil {
@@ -54,5 +55,9 @@ func Check(c *Config) (notes []string, err error) {
 	if err := CheckSystem(c, ops); err != nil {
 		return nil, err
 	}
-	return MissingUplinks(c, ops), nil
+	notes = MissingUplinks(c, ops)
+	if n := hbaCostNote(c); n != "" {
+		notes = append(notes, n)
+	}
+	return notes, nil
 }

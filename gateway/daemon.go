@@ -139,6 +139,9 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 	for _, m := range MissingUplinks(cfg, o.Ops) {
 		log.Warn("uplink interface missing: " + m)
 	}
+	if n := hbaCostNote(cfg); n != "" {
+		log.Warn(n)
+	}
 	plumber := NewPlumber(o.Ops, PlumbConfigFrom(cfg, o.StateFile), log)
 	if _, err := plumber.CleanupStale(); err != nil {
 		return err
