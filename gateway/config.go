@@ -218,13 +218,15 @@ func DefaultPolicy() PolicyConfig {
 }
 
 // DefaultMaxContexts is limits.max_contexts when the file leaves it out
-// (shim6.DefaultMaxContexts: about 800 MiB of contexts).
-const DefaultMaxContexts = 1 << 20
+// (shim6.DefaultMaxContexts): at about 4.8 KiB of resident memory per
+// context at worst (docs/operations.md, "Memory"), about 310 MiB.
+const DefaultMaxContexts = 1 << 16
 
 // LimitsConfig bounds the engine's state against remote exhaustion; it
 // maps to shim6.EngineConfig (LimitsConfig.Apply).
 type LimitsConfig struct {
-	// MaxContexts caps the stored contexts (~800 bytes each); beyond it
+	// MaxContexts caps the stored contexts (~1.5 KiB live each, engine
+	// and fast table); beyond it
 	// new contexts are refused, existing ones are never evicted.
 	MaxContexts int
 }

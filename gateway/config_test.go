@@ -78,7 +78,7 @@ func TestLoadConfigGood(t *testing.T) {
 		Admin:  AdminConfig{Listen: "127.0.0.1:9146"},
 		Timers: timers,
 		Policy: PolicyConfig{InitiateAfterNotices: 1, Window: 30 * time.Second, MaxPending: 65536},
-		Limits: LimitsConfig{MaxContexts: 1 << 20},
+		Limits: LimitsConfig{MaxContexts: 1 << 16},
 		Log:    LogConfig{Format: "text", Level: "info"},
 		Rules:  RulesConfig{PriorityBase: 15000, TableBase: 15000, Protocol: 154},
 		Path:   p,
