@@ -311,7 +311,7 @@ func b2f(b bool) float64 {
 // MetricNames returns the names of every metric family the collector
 // exports, histograms as their base name (for dashboards and docs).
 func MetricNames() []string {
-	names := append([]string(nil), NewMetrics(MetricsOptions{}).names...)
+	names := append(append([]string(nil), NewMetrics(MetricsOptions{}).names...), PlumbMetricNames...)
 	sort.Strings(names)
 	return names
 }

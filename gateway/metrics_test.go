@@ -216,6 +216,7 @@ func TestMetricNames(t *testing.T) {
 		"shim6gw_context_establishments_total", "shim6gw_control_dropped_messages_total",
 		"shim6gw_control_inject_errors_total", "shim6gw_control_messages_total", "shim6gw_dataplane_bytes_total",
 		"shim6gw_dataplane_dropped_notices_total", "shim6gw_dataplane_packets_total",
+		"shim6gw_plumbing_intact", "shim6gw_plumbing_repairs_total",
 		"shim6gw_reap_explorations_total", "shim6gw_reap_failover_duration_seconds", "shim6gw_reap_failovers_total",
 		"shim6gw_reap_path_rtt_seconds", "shim6gw_rewrite_dropped_packets_total", "shim6gw_tunnel_batch_size",
 		"shim6gw_tunnel_dropped_packets_total", "shim6gw_tunnel_up", "shim6gw_uplink_up",

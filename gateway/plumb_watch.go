@@ -27,6 +27,15 @@ const (
 	repairInterval = 10 * time.Second
 )
 
+// Metric families the PlumbWatcher exports (registered next to Metrics).
+const (
+	metricPlumbingRepairs = "shim6gw_plumbing_repairs_total"
+	metricPlumbingIntact  = "shim6gw_plumbing_intact"
+)
+
+// PlumbMetricNames lists them, for MetricNames.
+var PlumbMetricNames = []string{metricPlumbingIntact, metricPlumbingRepairs}
+
 // PlumbWatchOptions configure a PlumbWatcher.
 type PlumbWatchOptions struct {
 	// Notify subscribes to rtnetlink notifications (rules, routes, links)
@@ -70,9 +79,9 @@ func NewPlumbWatcher(p *Plumber, opts PlumbWatchOptions) *PlumbWatcher {
 	}
 	opts.Log = opts.Log.With("component", "plumbing")
 	return &PlumbWatcher{p: p, opts: opts, kicks: make(chan struct{}, 1),
-		repairsDesc: prometheus.NewDesc("shim6gw_plumbing_repairs_total",
+		repairsDesc: prometheus.NewDesc(metricPlumbingRepairs,
 			"Rules and routes of the gateway re-installed after something else removed them, by kind.", []string{"kind"}, nil),
-		intactDesc: prometheus.NewDesc("shim6gw_plumbing_intact",
+		intactDesc: prometheus.NewDesc(metricPlumbingIntact,
 			"1 while every rule and route of the gateway is in the kernel (routes of down uplinks excepted).", nil, nil),
 	}
 }
