@@ -245,20 +245,22 @@ func (w *PlumbWatcher) relevant(m syscall.NetlinkMessage) bool {
 }
 
 // routeTable reads the table of a route message: RTA_TABLE when present
-// (tables above 255), else rtm_table; -1 if the message is short.
+// (tables above 255), else rtm_table; -1 if the message is short. It walks
+// the attributes itself: nl.ParseRouteAttr panics on a truncated one.
 func routeTable(b []byte) int {
 	if len(b) < unix.SizeofRtMsg {
 		return -1
 	}
-	table := int(nl.DeserializeRtMsg(b).Table)
-	attrs, err := nl.ParseRouteAttr(b[unix.SizeofRtMsg:])
-	if err != nil {
-		return table
-	}
-	for _, a := range attrs {
-		if a.Attr.Type == unix.RTA_TABLE && len(a.Value) >= 4 {
-			return int(binary.NativeEndian.Uint32(a.Value))
+	table := int(b[4]) // rtm_table
+	for a := b[unix.SizeofRtMsg:]; len(a) >= unix.SizeofRtAttr; {
+		n := int(binary.NativeEndian.Uint16(a[0:]))
+		if n < unix.SizeofRtAttr || n > len(a) {
+			break
 		}
+		if binary.NativeEndian.Uint16(a[2:]) == unix.RTA_TABLE && n >= unix.SizeofRtAttr+4 {
+			return int(binary.NativeEndian.Uint32(a[unix.SizeofRtAttr:]))
+		}
+		a = a[min((n+unix.RTA_ALIGNTO-1)&^(unix.RTA_ALIGNTO-1), len(a)):]
 	}
 	return table
 }
