@@ -167,16 +167,23 @@ func kernelState(t *testing.T, ns, stateFile string) string {
 		"forwarding: " + string(sysctl) + "state: " + string(state)
 }
 
+// gatewayNS is a namespace with a LAN and two uplinks (a live: carrier
+// and address; b without address) and the configuration for them.
+func gatewayNS(t *testing.T, ns string) (cfg string) {
+	t.Helper()
+	testNS(t, ns, "s6lan", "s6upa", "s6upb")
+	ip(t, "-n", ns, "addr", "add", "2001:db8:a:ffff::2/64", "dev", "s6upa", "nodad")
+	ip(t, "-n", ns, "addr", "add", "2001:db8:a:1::1/64", "dev", "s6lan", "nodad")
+	return writeCheckConfig(t, netnsGatewayConfig)
+}
+
 // TestSecondInstanceChangesNothing: a second `shim6gw run` with the same
 // TUN in the same namespace exits 1 naming the running one's pid, and the
 // first keeps its rules, routes, forwarding and state file, and stays
 // ready.
 func TestSecondInstanceChangesNothing(t *testing.T) {
 	const ns = "s6ops-second"
-	testNS(t, ns, "s6lan", "s6upa", "s6upb")
-	ip(t, "-n", ns, "addr", "add", "2001:db8:a:ffff::2/64", "dev", "s6upa", "nodad")
-	ip(t, "-n", ns, "addr", "add", "2001:db8:a:1::1/64", "dev", "s6lan", "nodad")
-	cfg := writeCheckConfig(t, netnsGatewayConfig)
+	cfg := gatewayNS(t, ns)
 	state := filepath.Join(t.TempDir(), "sysctl.json")
 	started := time.Now()
 	first, log, done := startGateway(t, ns, "--config", cfg, "--state-file", state)
