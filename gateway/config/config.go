@@ -165,9 +165,10 @@ type AdminConfig struct {
 // least 1 (limitFields); a new one is a field here, its tag, a line in
 // Apply and an entry in limitFields.
 type LimitsConfig struct {
-	// MaxContexts caps the stored contexts (~800 bytes each); beyond it
-	// new contexts are refused, existing ones are never evicted. Default
-	// shim6.DefaultMaxContexts.
+	// MaxContexts caps the stored contexts (about 1.5 KiB live each,
+	// engine and fast table; docs/operations.md, "Memory"). At the cap
+	// a new context evicts the least recently used idle or unestablished
+	// one. Default shim6.DefaultMaxContexts.
 	MaxContexts int `yaml:"max_contexts"`
 }
 

@@ -46,7 +46,7 @@ func TestLoadConfigGood(t *testing.T) {
 		Admin:  AdminConfig{Listen: "127.0.0.1:9146"},
 		Timers: timers,
 		Policy: shim6.Policy{InitiateAfterNotices: 1, Window: 30 * time.Second, MaxPending: 65536},
-		Limits: LimitsConfig{MaxContexts: 1 << 20},
+		Limits: LimitsConfig{MaxContexts: 1 << 16},
 		Log:    LogConfig{Format: "text", Level: "info"},
 		Rules:  RulesConfig{PriorityBase: 15000, TableBase: 15000, Protocol: 154},
 		Path:   p,
@@ -267,13 +267,20 @@ func TestCheckSystem(t *testing.T) {
 		t.Errorf("all present: %v", err)
 	}
 	err = CheckSystem(c, fakeLinks{"upA": true})
-	want := "config: line 2: lan.interface: no interface \"lan0\" on this system\n" +
-		"config: line 10: uplinks[1].interface: no interface \"upB\" on this system"
+	want := "config: line 2: lan.interface: no interface \"lan0\" on this system"
 	if err == nil || err.Error() != want {
 		t.Errorf("err =\n%v\nwant\n%s", err, want)
 	}
 	if !errors.Is(err, ErrSystem) {
 		t.Errorf("not ErrSystem: %v", err)
+	}
+	// A missing uplink is down until it appears: a note, not an error.
+	if err := CheckSystem(c, fakeLinks{"lan0": true, "upA": true}); err != nil {
+		t.Errorf("uplink missing: %v", err)
+	}
+	notes := MissingUplinks(c, fakeLinks{"lan0": true, "upA": true})
+	if len(notes) != 1 || notes[0] != `line 10: uplinks[1].interface: no interface "upB" yet; uplink b is down until it appears` {
+		t.Errorf("notes = %q", notes)
 	}
 }
 

@@ -28,7 +28,7 @@ import (
 func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, fileError{err}
 	}
 	return Parse(b, filepath.Dir(path), path)
 }
@@ -463,6 +463,8 @@ func (d *decoder) validateHBA() {
 	if c.HBA.Sec < 0 || c.HBA.Sec > hba.MaxGenerateSec {
 		// RFC 5535 §6 defines generation for Sec 0..2 only.
 		d.bad("hba.sec", "%d is not in 0..%d", c.HBA.Sec, hba.MaxGenerateSec)
+	} else if c.HBA.Hosts >= 1 && c.HBA.Hosts <= 65536 {
+		d.checkHBACost()
 	}
 }
 

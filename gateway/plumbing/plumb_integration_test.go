@@ -171,7 +171,7 @@ func TestIntegrationPlumbingLinkBounce(t *testing.T) {
 	if err := h.LinkSetDown(upa); err != nil {
 		t.Fatal(err)
 	}
-	if rs, _ := ops.Routes(15002); len(rs) != 0 {
+	if rs, _ := ops.Routes(15002); len(rs) != 1 || !rs[0].Unreachable {
 		t.Fatalf("kernel kept %v on a down link; test premise wrong", rs)
 	}
 	if err := p.Reconcile(); err != nil {
@@ -187,7 +187,7 @@ func TestIntegrationPlumbingLinkBounce(t *testing.T) {
 		t.Fatal(err)
 	}
 	rs, err := ops.Routes(15002)
-	if err != nil || len(rs) != 1 || rs[0].String() != "default via fe80::1 dev s6gwupa table 15002 proto 154" {
+	if err != nil || len(rs) != 2 || rs[0].String() != "default via fe80::1 dev s6gwupa table 15002 proto 154" {
 		t.Errorf("table 15002 after Reconcile = %v, %v", rs, err)
 	}
 	if err := p.Teardown(); err != nil {
