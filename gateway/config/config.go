@@ -144,6 +144,11 @@ type HBAConfig struct {
 	Secret []byte `yaml:"-"`
 }
 
+// MaxHosts bounds hba.hosts (book entries).
+const MaxHosts = 65536
+
+func (h HBAConfig) hostsValid() bool { return h.Hosts >= 1 && h.Hosts <= MaxHosts }
+
 // TUNConfig describes the TUN device the data plane reads.
 type TUNConfig struct {
 	Name string `yaml:"name"` // interface name, at most 15 bytes

@@ -195,6 +195,10 @@ func TestLoadConfigBad(t *testing.T) {
 			`config: line 19: timers.i1_timeout: bad duration "4" (want e.g. 4s, 500ms, 1m)`, ErrInvalid},
 		{"integer out of range", "hosts: 16", "hosts: 99999999999999999999",
 			`config: line 17: hba.hosts: bad integer "99999999999999999999"`, ErrInvalid},
+		// Only hba.hosts: the LAN pools are not checked against a book
+		// whose size is unknown.
+		{"hosts zero", "hosts: 16", "hosts: 0",
+			`config: line 17: hba.hosts: 0 is not in 1..65536`, ErrInvalid},
 		{"yaml syntax", "lan:\n", "lan: [\n",
 			`config: line 2: bad YAML: did not find expected ',' or ']'`, ErrInvalid},
 	}

@@ -457,13 +457,13 @@ func (d *decoder) validateHBA() {
 			c.HBA.Secret = secret
 		}
 	}
-	if c.HBA.Hosts < 1 || c.HBA.Hosts > 65536 {
-		d.bad("hba.hosts", "%d is not in 1..65536", c.HBA.Hosts)
+	if !c.HBA.hostsValid() {
+		d.bad("hba.hosts", "%d is not in 1..%d", c.HBA.Hosts, MaxHosts)
 	}
 	if c.HBA.Sec < 0 || c.HBA.Sec > hba.MaxGenerateSec {
 		// RFC 5535 §6 defines generation for Sec 0..2 only.
 		d.bad("hba.sec", "%d is not in 0..%d", c.HBA.Sec, hba.MaxGenerateSec)
-	} else if c.HBA.Hosts >= 1 && c.HBA.Hosts <= 65536 {
+	} else if c.HBA.hostsValid() {
 		d.checkHBACost()
 	}
 }
