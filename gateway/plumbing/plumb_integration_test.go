@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
 
 	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/gateway/plumbing"
@@ -28,8 +29,10 @@ func integrationPlumbConfig(state string) plumbing.PlumbConfig {
 	}
 }
 
-func TestIntegrationPlumbing(t *testing.T) {
-	const name = "s6gw-plumb"
+// plumbingNS is namespace name with the TUN, LAN and uplinks of
+// integrationPlumbConfig, and netlink ops inside it.
+func plumbingNS(t *testing.T, name string) (*netlink.Handle, plumbing.NetlinkOps) {
+	t.Helper()
 	ns, h := nstest.NewNS(t, name)
 	nstest.AddTUN(t, ns, h, "s6gwtun")
 	for _, l := range []string{"s6gwlan", "s6gwupa", "s6gwupb"} {
@@ -39,7 +42,13 @@ func TestIntegrationPlumbing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ops.Close()
+	t.Cleanup(func() { ops.Close() })
+	return h, ops
+}
+
+func TestIntegrationPlumbing(t *testing.T) {
+	const name = "s6gw-plumb"
+	_, ops := plumbingNS(t, name)
 	state := filepath.Join(t.TempDir(), "sysctl.json")
 	cfg := integrationPlumbConfig(state)
 	if v, err := ops.ReadSysctl(plumbing.SysctlForwarding); err != nil || v != "0" {
@@ -149,16 +158,7 @@ func TestIntegrationPlumbing(t *testing.T) {
 // TestIntegrationPlumbingLinkBounce checks that Reconcile restores the
 // uplink route the kernel drops when the interface goes down.
 func TestIntegrationPlumbingLinkBounce(t *testing.T) {
-	ns, h := nstest.NewNS(t, "s6gw-bounce")
-	nstest.AddTUN(t, ns, h, "s6gwtun")
-	for _, l := range []string{"s6gwlan", "s6gwupa", "s6gwupb"} {
-		nstest.AddVeth(t, h, l, l+"p")
-	}
-	ops, err := plumbing.NewNetlinkOps(&ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ops.Close()
+	h, ops := plumbingNS(t, "s6gw-bounce")
 	p := plumbing.NewPlumber(ops, integrationPlumbConfig(""), nil)
 	if err := p.Apply(); err != nil {
 		t.Fatal(err)

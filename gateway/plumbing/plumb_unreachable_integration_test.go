@@ -8,7 +8,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/shim6gw/shim6gw/gateway/plumbing"
-	"github.com/shim6gw/shim6gw/internal/nstest"
 )
 
 // routeGet runs `ip -6 route get dst from src iif dev` in the namespace
@@ -24,16 +23,7 @@ func routeGet(t *testing.T, ns, dst, src, dev string) string {
 // and leave by uplink b; crash recovery removes the unreachable route too.
 func TestIntegrationUnreachableEndsUplinkTable(t *testing.T) {
 	const name = "s6ops-unreach"
-	ns, h := nstest.NewNS(t, name)
-	nstest.AddTUN(t, ns, h, "s6gwtun")
-	for _, l := range []string{"s6gwlan", "s6gwupa", "s6gwupb"} {
-		nstest.AddVeth(t, h, l, l+"p")
-	}
-	ops, err := plumbing.NewNetlinkOps(&ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ops.Close()
+	h, ops := plumbingNS(t, name)
 	// The main table's default leaves by uplink b: what a leak would use.
 	if out, err := exec.Command("ip", "-n", name, "-6", "route", "add", "default", "via", "fe80::2", "dev", "s6gwupb").CombinedOutput(); err != nil {
 		t.Fatalf("main default: %v %s", err, out)
