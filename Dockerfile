@@ -27,5 +27,9 @@ EXPOSE 9146
 # as uid 0 and the container keeps no capability but NET_ADMIN (--cap-drop
 # ALL above). Under systemd the daemon runs as its own user instead.
 USER 0
+# Ready = TUN up, an uplink usable, rules and routes intact (/readyz);
+# the health verb asks the admin.listen of the same configuration.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["/usr/local/bin/shim6gw", "health", "--config", "/etc/shim6gw/shim6gw.yaml", "--timeout", "4s"]
 ENTRYPOINT ["/usr/local/bin/shim6gw"]
 CMD ["run", "--config", "/etc/shim6gw/shim6gw.yaml"]

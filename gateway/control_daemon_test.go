@@ -41,12 +41,12 @@ func TestControllerInDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer capture.Close()
-	ops := &lockedOps{f: plumbtest.New("lan0", "upA", "upB")}
+	ops := &plumbtest.Locked{F: plumbtest.New("lan0", "upA", "upB")}
 	watcher := &fakeWatcher{events: make(chan plumbing.UplinkEvent, 8), tunUp: true}
 	dev := tuntest.New(tuntest.Config{Buffer: 64})
 	ctrl := NewController(ControllerOptions{Capture: capture})
 	hooks := ctrl.Hooks(func(c config.TUNConfig) ([]tunnel.Device, error) {
-		ops.do(func() { ops.f.Links[c.Name] = &plumbtest.Link{MTU: 1500} })
+		ops.Do(func() { ops.F.Links[c.Name] = &plumbtest.Link{MTU: 1500} })
 		return []tunnel.Device{dev}, nil
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

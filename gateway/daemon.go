@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -33,12 +32,7 @@ const StateDir = "/run/shim6gw"
 // the same TUN name) never share one, and a restart after a crash in the
 // same namespace finds the file of the crashed run.
 func DefaultStateFile(tun string) string {
-	name := tun
-	if id, err := os.Readlink("/proc/thread-self/ns/net"); err == nil {
-		// "net:[4026531840]"
-		name += "-" + strings.Trim(strings.TrimPrefix(id, "net:"), "[]")
-	}
-	return filepath.Join(StateDir, name+".sysctl.json")
+	return filepath.Join(StateDir, instanceName(tun)+".sysctl.json")
 }
 
 // UplinkWatcher is what the daemon needs of the uplink monitor; *Monitor
@@ -164,8 +158,21 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 		}
 	}()
 	log.Info("shim6gw starting", "version", o.Version, "revision", o.Revision, "config", o.ConfigPath)
+	// Before anything reads or changes the system: a second instance
+	// must not run the crash recovery that would wipe the first.
+	lock, err := AcquireLock(LockPath(filepath.Dir(o.StateFile), cfg.TUN.Name))
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	if err := config.CheckSystem(cfg, o.Ops); err != nil {
 		return err
+	}
+	for _, m := range config.MissingUplinks(cfg, o.Ops) {
+		log.Warn("uplink interface missing: " + m)
+	}
+	if n := config.HBACostNote(cfg); n != "" {
+		log.Warn(n)
 	}
 	plumber := plumbing.NewPlumber(o.Ops, plumbing.PlumbConfigFrom(cfg, o.StateFile), log)
 	if _, err := plumber.CleanupStale(); err != nil {
@@ -235,7 +242,10 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 		}
 	}
 	mets := metrics.NewMetrics(metrics.MetricsOptions{Version: o.Version, Revision: o.Revision, Control: o.Hooks.ControlStats,
-		Dataplane: o.Hooks.DataplaneStats, Uplinks: mon, TUNUp: tunUp, TUNDropped: tunDropped, Plumbing: plumber.Verify, Runtime: true})
+		Dataplane: o.Hooks.DataplaneStats, Uplinks: mon, TUNUp: tunUp, TUNDropped: tunDropped, Runtime: true})
+	// Someone else's flush of our rules or routes is repaired and counted.
+	watcher := plumbing.NewPlumbWatcher(plumber, plumbing.PlumbWatchOptionsFor(o.Ops, cfg.Rules, log))
+	mets.Registry().MustRegister(watcher)
 	if fp != nil {
 		mets.Registry().MustRegister(fp)
 	}
@@ -270,6 +280,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 		}()
 	}
 	start("monitor", func() error { return mon.Run(runCtx) })
+	start("plumbing watcher", func() error { return watcher.Run(runCtx) })
 	serving = true
 	start("admin", func() error { return admin.Serve(runCtx, ln) })
 	start("uplink events", func() error {

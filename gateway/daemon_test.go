@@ -22,60 +22,6 @@ import (
 	"github.com/shim6gw/shim6gw/internal/nstest"
 )
 
-// lockedOps serializes a fake for use from the daemon's goroutines.
-type lockedOps struct {
-	mu sync.Mutex
-	f  *plumbtest.Netlink
-}
-
-func (l *lockedOps) do(f func()) { l.mu.Lock(); defer l.mu.Unlock(); f() }
-
-func (l *lockedOps) LinkExists(n string) (ok bool, err error) {
-	l.do(func() { ok, err = l.f.LinkExists(n) })
-	return
-}
-func (l *lockedOps) LinkUp(n string) (ok bool, err error) {
-	l.do(func() { ok, err = l.f.LinkUp(n) })
-	return
-}
-func (l *lockedOps) SetLink(n string, mtu int) (err error) {
-	l.do(func() { err = l.f.SetLink(n, mtu) })
-	return
-}
-func (l *lockedOps) Rules() (r []plumbing.Rule, err error) {
-	l.do(func() { r, err = l.f.Rules() })
-	return
-}
-func (l *lockedOps) AddRule(r plumbing.Rule) (err error) {
-	l.do(func() { err = l.f.AddRule(r) })
-	return
-}
-func (l *lockedOps) DelRule(r plumbing.Rule) (err error) {
-	l.do(func() { err = l.f.DelRule(r) })
-	return
-}
-func (l *lockedOps) ReplaceRoute(r plumbing.Route) (err error) {
-	l.do(func() { err = l.f.ReplaceRoute(r) })
-	return
-}
-func (l *lockedOps) DelRoute(r plumbing.Route) (err error) {
-	l.do(func() { err = l.f.DelRoute(r) })
-	return
-}
-func (l *lockedOps) Routes(t int) (r []plumbing.Route, err error) {
-	l.do(func() { r, err = l.f.Routes(t) })
-	return
-}
-func (l *lockedOps) ReadSysctl(k string) (v string, err error) {
-	l.do(func() { v, err = l.f.ReadSysctl(k) })
-	return
-}
-func (l *lockedOps) WriteSysctl(k, v string) (err error) {
-	l.do(func() { err = l.f.WriteSysctl(k, v) })
-	return
-}
-func (l *lockedOps) Close() error { return nil }
-
 // fakeWatcher is an UplinkWatcher the test drives.
 type fakeWatcher struct {
 	events chan plumbing.UplinkEvent
@@ -106,7 +52,7 @@ func (f closerFunc) Close() error { return f() }
 
 // daemonHarness starts RunDaemon over fakes.
 type daemonHarness struct {
-	ops      *lockedOps
+	ops      *plumbtest.Locked
 	watcher  *fakeWatcher
 	signals  chan os.Signal
 	inputs   chan ControlInputs
@@ -141,7 +87,7 @@ func startDaemonWith(t *testing.T, text string, tunUp bool, setup daemonSetup) *
 		t.Fatal(err)
 	}
 	h := &daemonHarness{
-		ops:      &lockedOps{f: plumbtest.New("lan0", "upA", "upB")},
+		ops:      &plumbtest.Locked{F: plumbtest.New("lan0", "upA", "upB")},
 		watcher:  &fakeWatcher{events: make(chan plumbing.UplinkEvent, 8), tunUp: tunUp},
 		signals:  make(chan os.Signal, 1),
 		inputs:   make(chan ControlInputs, 1),
@@ -158,9 +104,9 @@ func startDaemonWith(t *testing.T, text string, tunUp bool, setup daemonSetup) *
 	h.base = "http://" + ln.Addr().String()
 	hooks := Hooks{
 		OpenTUN: func(c config.TUNConfig) (io.Closer, error) {
-			h.ops.do(func() { h.ops.f.Links[c.Name] = &plumbtest.Link{MTU: 1500} })
+			h.ops.Do(func() { h.ops.F.Links[c.Name] = &plumbtest.Link{MTU: 1500} })
 			return closerFunc(func() error {
-				h.ops.do(func() { delete(h.ops.f.Links, c.Name) })
+				h.ops.Do(func() { delete(h.ops.F.Links, c.Name) })
 				close(h.tunClose)
 				return nil
 			}), nil
@@ -199,8 +145,8 @@ func startDaemonWith(t *testing.T, text string, tunUp bool, setup daemonSetup) *
 func (h *daemonHarness) rules(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	h.ops.do(func() {
-		for _, r := range h.ops.f.RuleSet {
+	h.ops.Do(func() {
+		for _, r := range h.ops.F.RuleSet {
 			out = append(out, r.String())
 		}
 	})
@@ -268,7 +214,7 @@ func TestDaemonLifecycle(t *testing.T) {
 	if code, body := httpGet(t, h.base+"/readyz"); code != 200 || body != "ok tun\nok uplinks\nok plumbing\n" {
 		t.Errorf("/readyz = %d %q", code, body)
 	}
-	h.ops.do(func() { h.ops.f.RuleSet = h.ops.f.RuleSet[1:] })
+	h.ops.Do(func() { h.ops.F.RuleSet = h.ops.F.RuleSet[1:] })
 	if code, body := httpGet(t, h.base+"/readyz"); code != 503 || !strings.Contains(body, "FAIL plumbing: gateway: plumbing missing: rule 15000:") {
 		t.Errorf("/readyz after a rule vanished = %d %q", code, body)
 	}
@@ -320,11 +266,11 @@ func TestDaemonLifecycle(t *testing.T) {
 	if got := h.rules(t); len(got) != 0 {
 		t.Errorf("rules after SIGTERM: %v", got)
 	}
-	h.ops.do(func() {
-		if len(h.ops.f.RouteSet) != 0 || h.ops.f.Sysctls[plumbing.SysctlForwarding] != "0" {
-			t.Errorf("after SIGTERM: routes %v forwarding %s", h.ops.f.RouteSet, h.ops.f.Sysctls[plumbing.SysctlForwarding])
+	h.ops.Do(func() {
+		if len(h.ops.F.RouteSet) != 0 || h.ops.F.Sysctls[plumbing.SysctlForwarding] != "0" {
+			t.Errorf("after SIGTERM: routes %v forwarding %s", h.ops.F.RouteSet, h.ops.F.Sysctls[plumbing.SysctlForwarding])
 		}
-		if _, ok := h.ops.f.Links["shim6gw0"]; ok {
+		if _, ok := h.ops.F.Links["shim6gw0"]; ok {
 			t.Error("tun still open")
 		}
 	})
@@ -339,7 +285,7 @@ func TestDaemonMissingInterfaceChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := plumbtest.New("lan0", "upA") // upB missing
+	f := plumbtest.New("upA", "upB") // lan0 missing
 	opened := false
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -350,7 +296,7 @@ func TestDaemonMissingInterfaceChangesNothing(t *testing.T) {
 			OpenTUN: func(config.TUNConfig) (io.Closer, error) { opened = true; return nil, errors.New("unreachable") },
 			Control: func(context.Context, ControlInputs) error { return nil },
 		}})
-	want := `config: line 10: uplinks[1].interface: no interface "upB" on this system`
+	want := `config: line 2: lan.interface: no interface "lan0" on this system`
 	if err == nil || err.Error() != want || ExitCode(err) != 2 {
 		t.Fatalf("err = %v (exit %d), want %s", err, ExitCode(err), want)
 	}
@@ -365,7 +311,7 @@ func TestDaemonMissingInterfaceChangesNothing(t *testing.T) {
 func TestDaemonControlErrorStops(t *testing.T) {
 	path := writeConfig(t, goodConfig)
 	cfg, _ := config.Load(path)
-	ops := &lockedOps{f: plumbtest.New("lan0", "upA", "upB")}
+	ops := &plumbtest.Locked{F: plumbtest.New("lan0", "upA", "upB")}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -376,7 +322,7 @@ func TestDaemonControlErrorStops(t *testing.T) {
 		Signals: make(chan os.Signal),
 		Hooks: Hooks{
 			OpenTUN: func(c config.TUNConfig) (io.Closer, error) {
-				ops.do(func() { ops.f.Links[c.Name] = &plumbtest.Link{} })
+				ops.Do(func() { ops.F.Links[c.Name] = &plumbtest.Link{} })
 				return closerFunc(func() error { return nil }), nil
 			},
 			Control: func(context.Context, ControlInputs) error { return boom },
@@ -399,9 +345,9 @@ func TestDaemonControlErrorStops(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "control loop ended") {
 		t.Fatalf("early nil return: err = %v", err)
 	}
-	ops.do(func() {
-		if len(ops.f.RuleSet) != 0 || len(ops.f.RouteSet) != 0 {
-			t.Errorf("left behind: %v %v", ops.f.RuleSet, ops.f.RouteSet)
+	ops.Do(func() {
+		if len(ops.F.RuleSet) != 0 || len(ops.F.RouteSet) != 0 {
+			t.Errorf("left behind: %v %v", ops.F.RuleSet, ops.F.RouteSet)
 		}
 	})
 }

@@ -80,7 +80,7 @@ type Options struct {
 	// VRRP are the keepalived timers of an HA lab (LabVRRP if zero).
 	VRRP VRRPTimers
 	// Fastpath is the gateways' dataplane.fastpath (auto, ebpf or off; ""
-	// leaves the default, auto). Daemon mode only.
+	// leaves the default, off). Daemon mode only.
 	Fastpath string
 	// Events, if set, collects the lab's failures and the gateways' and
 	// keepalived's notable log lines (for RunScenario's report and plot).

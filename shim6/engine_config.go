@@ -216,8 +216,8 @@ type EngineConfig struct {
 	// MaxErrorsPerSecond/5, at least 1).
 	MaxErrorsPerSourcePerSecond int
 	// MaxContexts bounds the stored contexts, hold-downs included
-	// (default DefaultMaxContexts = 1<<20, about 800 MiB at ~800 bytes
-	// per context, docs/benchmarks.md). At the cap the least recently
+	// (default DefaultMaxContexts = 1<<16; memory per context in
+	// docs/operations.md, "Memory"). At the cap the least recently
 	// used context that is not established or is idle is evicted for a
 	// new one (Stats.Evictions); with none, an I2/I2bis that would create
 	// a context and a local initiation are refused (DropContextLimit).

@@ -6,8 +6,9 @@ import (
 )
 
 // DefaultMaxContexts is the context cap when EngineConfig.MaxContexts is
-// 0: at ~800 bytes per context (docs/benchmarks.md) about 800 MiB.
-const DefaultMaxContexts = 1 << 20
+// 0: what a gateway with 512 MiB of RAM survives (docs/operations.md,
+// "Memory").
+const DefaultMaxContexts = 1 << 16
 
 // contextLimitEventEvery spaces EventContextLimit records: under a flood
 // of I2s every refusal is counted, but only one event per interval is

@@ -13,8 +13,9 @@ const checkUsage = `usage: shim6gw check [-c FILE]
 
 Check a configuration without changing anything: decode and validate the
 file (every problem names its key and line), then check that the
-interfaces it names exist. Exit status 0 means run would accept it, 2 that
-it would not.
+LAN interface exists. Exit status 0 means run would accept it, 2 that it
+would not. An uplink interface that does not exist yet is a note, not an
+error: run starts with that uplink down and brings it up when it appears.
 
 flags:
 `
@@ -31,8 +32,12 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return failf(stderr, code, "check: %s", oneLine(err))
 	}
-	if err := plumbing.Check(cfg); err != nil {
+	notes, err := plumbing.Check(cfg)
+	if err != nil {
 		return failf(stderr, gateway.ExitCode(err), "check: %s", oneLine(err))
+	}
+	for _, n := range notes {
+		fmt.Fprintf(stdout, "%s: note: %s\n", *cfgPath, n)
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d uplinks, %d hosts, tun %s)\n", *cfgPath, len(cfg.Uplinks), cfg.HBA.Hosts, cfg.TUN.Name)
 	return exitOK

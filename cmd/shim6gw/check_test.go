@@ -49,9 +49,9 @@ func TestCheck(t *testing.T) {
 			[]string{"shim6gw: check: config: line 10: uplinks[1].prefix"}},
 		{"unknown key", strings.Replace(checkConfig, "  hosts: 4", "  hosts: 4\n  colour: blue", 1), 2,
 			[]string{"shim6gw: check: config: line 15:", "hba.colour"}},
-		// Valid file, but the interfaces do not exist here (netlink).
-		{"missing interfaces", strings.ReplaceAll(checkConfig, "interface: up", "interface: shim6gwnone"), 2,
-			[]string{"shim6gw: check: config: line 2: lan.interface", "uplinks[0].interface", "uplinks[1].interface"}},
+		// Valid file, but the LAN interface does not exist here (netlink).
+		{"missing lan", strings.ReplaceAll(checkConfig, "interface: lan0", "interface: shim6gwnone"), 2,
+			[]string{"shim6gw: check: config: line 2: lan.interface: no interface \"shim6gwnone\""}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -99,7 +99,22 @@ func TestCheckUsage(t *testing.T) {
 		t.Errorf("check -h: %d %q", status, out)
 	}
 	_, errs, status := runCmd(t, "check", "--config", filepath.Join(t.TempDir(), "missing.yaml"))
-	if status == 0 || strings.Count(errs, "\n") != 1 {
+	if status != 2 || strings.Count(errs, "\n") != 1 {
 		t.Errorf("missing file: %d %q", status, errs)
+	}
+}
+
+// TestCheckMissingUplinkIsNote: uplink interfaces that appear after boot
+// (PPPoE, LTE) do not fail the check; each is a note on stdout.
+func TestCheckMissingUplinkIsNote(t *testing.T) {
+	text := strings.Replace(checkConfig, "interface: lan0", "interface: lo", 1)
+	text = strings.ReplaceAll(text, "interface: up", "interface: shim6gwnone")
+	path := writeCheckConfig(t, text)
+	out, errs, status := runCmd(t, "check", "--config", path)
+	want := path + `: note: line 5: uplinks[0].interface: no interface "shim6gwnoneA" yet; uplink a is down until it appears` + "\n" +
+		path + `: note: line 9: uplinks[1].interface: no interface "shim6gwnoneB" yet; uplink b is down until it appears` + "\n" +
+		path + ": ok (2 uplinks, 4 hosts, tun shim6gw0)\n"
+	if status != 0 || errs != "" || out != want {
+		t.Fatalf("status %d, stderr %q, stdout\n%s\nwant\n%s", status, errs, out, want)
 	}
 }

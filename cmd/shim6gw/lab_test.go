@@ -18,7 +18,7 @@ import (
 )
 
 func TestParseLabFlags(t *testing.T) {
-	def := labFlags{fail: lab.FailLink, failAt: 3 * time.Second, duration: 10 * time.Second, prefix: "s6lab", vrrpAdvert: lab.LabVRRP.Advert, fastpath: "auto"}
+	def := labFlags{fail: lab.FailLink, failAt: 3 * time.Second, duration: 10 * time.Second, prefix: "s6lab", vrrpAdvert: lab.LabVRRP.Advert, fastpath: "off"}
 	tests := []struct {
 		name    string
 		args    []string
@@ -29,8 +29,8 @@ func TestParseLabFlags(t *testing.T) {
 		{"all", []string{"--fail", "blackhole", "--fail-at", "1s", "--duration", "4s", "--json", "--capture", "/tmp/c",
 			"--keep", "--kernel", "--prefix", "s6labx", "--throughput", "2s", "--send-timeout", "1s"},
 			labFlags{fail: lab.FailBlackhole, failAt: time.Second, duration: 4 * time.Second, json: true, capture: "/tmp/c",
-				keep: true, kernel: true, prefix: "s6labx", throughput: 2 * time.Second, sendTimeout: time.Second, vrrpAdvert: lab.LabVRRP.Advert, fastpath: "auto"}, ""},
-		{"fastpath off", []string{"--fastpath", "off"}, func() labFlags { f := def; f.fastpath = "off"; return f }(), ""},
+				keep: true, kernel: true, prefix: "s6labx", throughput: 2 * time.Second, sendTimeout: time.Second, vrrpAdvert: lab.LabVRRP.Advert, fastpath: "off"}, ""},
+		{"fastpath auto", []string{"--fastpath", "auto"}, func() labFlags { f := def; f.fastpath = "auto"; return f }(), ""},
 		{"fastpath unknown", []string{"--fastpath", "xdp"}, labFlags{}, `--fastpath "xdp": want auto, ebpf or off`},
 		{"ha", []string{"--ha", "--fail", "gateway", "--vrrp-advert", "1s", "--plot", "x.PNG"},
 			func() labFlags {

@@ -29,6 +29,7 @@ var commands = []command{
 	{"run", "run the gateway (TUN, policy routing, Shim6 control loop, admin listener)", runRun},
 	{"check", "check a configuration file and the interfaces it names", runCheck},
 	{"status", "print the Shim6 contexts of a running gateway", runStatus},
+	{"health", "exit 0 if a running gateway is ready (/readyz), 1 if not (container health checks)", runHealth},
 	{"hba", "print the site's HBA address plan (ULID and locators per host)", runHBA},
 	{"lab", "build the two-site namespace lab, fail a provider and report (needs root)", runLab},
 	{"version", "print the version and VCS revision", runVersion},

@@ -25,7 +25,7 @@ func TestRunCommandLine(t *testing.T) {
 		{"-c", []string{"run", "-c", bad}, 2, "shim6gw: run: config: line 14: hba.hosts"},
 		{"bad flag", []string{"run", "--frob"}, 2, "shim6gw: run: flag provided but not defined: -frob\n"},
 		{"bad config", []string{"run", "--config", bad}, 2, "shim6gw: run: config: line 14: hba.hosts"},
-		{"missing file", []string{"run", "--config", filepath.Join(t.TempDir(), "none.yaml")}, 0, "shim6gw: run: "},
+		{"missing file", []string{"run", "--config", filepath.Join(t.TempDir(), "none.yaml")}, 2, "shim6gw: run: config: open "},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

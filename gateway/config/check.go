@@ -14,9 +14,10 @@ type LinkInspector interface {
 }
 
 // CheckSystem checks what the configuration expects of the system: the
-// LAN and uplink interfaces exist. It only reads; `shim6gw check` and the
-// start of `shim6gw run` call it. Errors are *Error (ErrSystem)
-// naming the key and its line, joined.
+// LAN interface exists. A missing uplink interface is not an error: the
+// uplink is down until it appears (MissingUplinks names them). It only
+// reads; `shim6gw check` and the start of `shim6gw run` call it. Errors
+// are *Error (ErrSystem) naming the key and its line, joined.
 func CheckSystem(c *Config, sys LinkInspector) error {
 	var errs []*Error
 	check := func(key, name string) {
@@ -31,9 +32,6 @@ func CheckSystem(c *Config, sys LinkInspector) error {
 		}
 	}
 	check("lan.interface", c.LAN.Interface)
-	for i, u := range c.Uplinks {
-		check(fmt.Sprintf("uplinks[%d].interface", i), u.Interface)
-	}
 	if len(errs) == 0 {
 		return nil
 	}

@@ -146,6 +146,11 @@ type HBAConfig struct {
 	Secret []byte `yaml:"-"`
 }
 
+// MaxHosts bounds hba.hosts (book entries).
+const MaxHosts = 65536
+
+func (h HBAConfig) hostsValid() bool { return h.Hosts >= 1 && h.Hosts <= MaxHosts }
+
 // TUNConfig describes the TUN device the data plane reads.
 type TUNConfig struct {
 	Name string `yaml:"name"` // interface name, at most 15 bytes
@@ -161,17 +166,19 @@ type TUNConfig struct {
 const (
 	// FastpathAuto uses the kernel fast path where the kernel and the
 	// process's capabilities allow, else the TUN path with one log line
-	// saying why. The default.
+	// saying why.
 	FastpathAuto = "auto"
 	// FastpathEBPF requires the fast path: the daemon fails without it.
 	FastpathEBPF = "ebpf"
-	// FastpathOff keeps every packet on the TUN path.
+	// FastpathOff keeps every packet on the TUN path. The default until
+	// the fast path keeps the carrier-loss failover gap under load
+	// (docs/architecture.md §6a).
 	FastpathOff = "off"
 )
 
 // DataplaneConfig selects the data plane.
 type DataplaneConfig struct {
-	// Fastpath: FastpathAuto (default), FastpathEBPF or FastpathOff
+	// Fastpath: FastpathAuto, FastpathEBPF or FastpathOff (default)
 	// (docs/architecture.md, "Kernel fast path").
 	Fastpath string `yaml:"fastpath"`
 }

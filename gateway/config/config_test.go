@@ -44,7 +44,7 @@ func TestLoadConfigGood(t *testing.T) {
 		HBA:       HBAConfig{SecretFile: "secret", Hosts: 16, Sec: 0, Secret: []byte(testSecret)},
 		TUN:       TUNConfig{Name: "shim6gw0", Backend: "offload", Queues: 1, MTU: 1500, TxQueueLen: 1000},
 		Admin:     AdminConfig{Listen: "127.0.0.1:9146"},
-		Dataplane: DataplaneConfig{Fastpath: FastpathAuto},
+		Dataplane: DataplaneConfig{Fastpath: FastpathOff},
 		Timers:    timers,
 		Policy:    shim6.Policy{InitiateAfterNotices: 1, Window: 30 * time.Second, MaxPending: 65536},
 		Limits:    DefaultLimits(),
@@ -204,6 +204,10 @@ func TestLoadConfigBad(t *testing.T) {
 			`config: line 19: timers.i1_timeout: bad duration "4" (want e.g. 4s, 500ms, 1m)`, ErrInvalid},
 		{"integer out of range", "hosts: 16", "hosts: 99999999999999999999",
 			`config: line 17: hba.hosts: bad integer "99999999999999999999"`, ErrInvalid},
+		// Only hba.hosts: the LAN pools are not checked against a book
+		// whose size is unknown.
+		{"hosts zero", "hosts: 16", "hosts: 0",
+			`config: line 17: hba.hosts: 0 is not in 1..65536`, ErrInvalid},
 		{"yaml syntax", "lan:\n", "lan: [\n",
 			`config: line 2: bad YAML: did not find expected ',' or ']'`, ErrInvalid},
 	}
@@ -276,13 +280,20 @@ func TestCheckSystem(t *testing.T) {
 		t.Errorf("all present: %v", err)
 	}
 	err = CheckSystem(c, fakeLinks{"upA": true})
-	want := "config: line 2: lan.interface: no interface \"lan0\" on this system\n" +
-		"config: line 10: uplinks[1].interface: no interface \"upB\" on this system"
+	want := "config: line 2: lan.interface: no interface \"lan0\" on this system"
 	if err == nil || err.Error() != want {
 		t.Errorf("err =\n%v\nwant\n%s", err, want)
 	}
 	if !errors.Is(err, ErrSystem) {
 		t.Errorf("not ErrSystem: %v", err)
+	}
+	// A missing uplink is down until it appears: a note, not an error.
+	if err := CheckSystem(c, fakeLinks{"lan0": true, "upA": true}); err != nil {
+		t.Errorf("uplink missing: %v", err)
+	}
+	notes := MissingUplinks(c, fakeLinks{"lan0": true, "upA": true})
+	if len(notes) != 1 || notes[0] != `line 10: uplinks[1].interface: no interface "upB" yet; uplink b is down until it appears` {
+		t.Errorf("notes = %q", notes)
 	}
 }
 

@@ -28,7 +28,7 @@ import (
 func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, fileError{err}
 	}
 	return Parse(b, filepath.Dir(path), path)
 }
@@ -54,7 +54,7 @@ func defaultConfig() *Config {
 		HBA:       HBAConfig{Hosts: DefaultHBAHosts},
 		TUN:       TUNConfig{Name: DefaultTUNName, Backend: DefaultTUNBackend, Queues: 1, MTU: DefaultTUNMTU, TxQueueLen: DefaultTxQueueLen},
 		Admin:     AdminConfig{Listen: DefaultAdminListen},
-		Dataplane: DataplaneConfig{Fastpath: FastpathAuto},
+		Dataplane: DataplaneConfig{Fastpath: FastpathOff},
 		Timers:    shim6.DefaultTimers(),
 		Policy:    shim6.DefaultPolicy(),
 		Limits:    DefaultLimits(),
@@ -472,12 +472,14 @@ func (d *decoder) validateHBA() {
 			c.HBA.Secret = secret
 		}
 	}
-	if c.HBA.Hosts < 1 || c.HBA.Hosts > 65536 {
-		d.bad("hba.hosts", "%d is not in 1..65536", c.HBA.Hosts)
+	if !c.HBA.hostsValid() {
+		d.bad("hba.hosts", "%d is not in 1..%d", c.HBA.Hosts, MaxHosts)
 	}
 	if c.HBA.Sec < 0 || c.HBA.Sec > hba.MaxGenerateSec {
 		// RFC 5535 §6 defines generation for Sec 0..2 only.
 		d.bad("hba.sec", "%d is not in 0..%d", c.HBA.Sec, hba.MaxGenerateSec)
+	} else if c.HBA.hostsValid() {
+		d.checkHBACost()
 	}
 }
 

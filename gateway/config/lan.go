@@ -57,8 +57,8 @@ func (c *LANConfig) ServicesOn() bool { return c.DHCPv6.Enabled || c.RA.Enabled 
 // each problem at its key's line.
 func (d *decoder) validateLAN() {
 	c := d.cfg
-	if len(c.Uplinks) == 0 || c.HBA.Hosts < 1 {
-		return // the book itself is wrong, already reported
+	if len(c.Uplinks) == 0 || !c.HBA.hostsValid() {
+		return // the book's size is unknown; hba.hosts is reported
 	}
 	for _, err := range flatten(c.LAN.Validate(c.HBA.Hosts, c.Uplinks[0].LANPrefix)) {
 		var fe *lan.FieldError

@@ -140,9 +140,6 @@ type MetricsOptions struct {
 	// TUNDropped reads the kernel's tx_dropped counter of the TUN (packets
 	// the kernel could not queue for the gateway); ok false: not exported.
 	TUNDropped func() (n uint64, ok bool)
-	// Plumbing checks that the installed rules and routes are all in the
-	// kernel (nil: not exported).
-	Plumbing func() error
 	// Runtime adds the Go runtime and process collectors.
 	Runtime bool
 }
@@ -166,7 +163,7 @@ type Metrics struct {
 
 type metricDescs struct {
 	buildInfo, contexts, establishments, messages, controlDrops, explorations, failovers, evictions, uplinkUp, tunUp, packets, bytes, packetDrops,
-	reloads, lastReloadOK, plumbing, noticeDrops, injectErrors, tunDropped, uplinkPackets, uplinkBytes *prometheus.Desc
+	reloads, lastReloadOK, noticeDrops, injectErrors, tunDropped, uplinkPackets, uplinkBytes *prometheus.Desc
 }
 
 // newHistogram builds a histogram named shim6gw_<subsystem>_<name> and
@@ -208,7 +205,6 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 		uplinkPackets:  m.newDesc("uplink", "packets_total", "Packets forwarded through the uplink: outbound by source, inbound by destination locator.", "uplink", "direction"),
 		uplinkBytes:    m.newDesc("uplink", "bytes_total", "Bytes forwarded through the uplink: outbound by source, inbound by destination locator.", "uplink", "direction"),
 		lastReloadOK:   m.newDesc("config", "last_reload_successful", "1 unless the last configuration reload (SIGHUP) was rejected."),
-		plumbing:       m.newDesc("plumbing", "installed", "1 while every rule and route the gateway installed is in the kernel."),
 		tunUp:          m.newDesc("tunnel", "up", "1 while the TUN device is up."),
 		packets:        m.newDesc("dataplane", "packets_total", "Packets through the data plane by direction and path kind.", "direction", "path"),
 		bytes:          m.newDesc("dataplane", "bytes_total", "Bytes through the data plane by direction and path kind.", "direction", "path"),
@@ -249,7 +245,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	d := m.descs
 	for _, x := range []*prometheus.Desc{d.buildInfo, d.contexts, d.establishments, d.messages, d.controlDrops,
 		d.explorations, d.failovers, d.evictions, d.uplinkUp, d.tunUp, d.packets, d.bytes,
-		d.packetDrops, d.reloads, d.lastReloadOK, d.plumbing, d.noticeDrops, d.injectErrors, d.tunDropped, d.uplinkPackets, d.uplinkBytes} {
+		d.packetDrops, d.reloads, d.lastReloadOK, d.noticeDrops, d.injectErrors, d.tunDropped, d.uplinkPackets, d.uplinkBytes} {
 		ch <- x
 	}
 }
@@ -319,9 +315,6 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(d.reloads, m.reloadsOK.Load(), "success")
 	counter(d.reloads, m.reloadsFailed.Load(), "failure")
 	gauge(d.lastReloadOK, b2f(!m.lastReloadFailed.Load()))
-	if m.opts.Plumbing != nil {
-		gauge(d.plumbing, b2f(m.opts.Plumbing() == nil))
-	}
 	for _, k := range sortedKeys(ds.UplinkPackets) {
 		counter(d.uplinkPackets, ds.UplinkPackets[k], k.Uplink, k.Direction)
 		counter(d.uplinkBytes, ds.UplinkBytes[k], k.Uplink, k.Direction)
@@ -350,10 +343,11 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// MetricNames returns the names of every metric family the collector
-// exports, histograms as their base name (for dashboards and docs).
+// MetricNames returns the names of every metric family the collector and
+// the plumbing watcher export, histograms as their base name (for
+// dashboards and docs).
 func MetricNames() []string {
-	names := append([]string(nil), NewMetrics(MetricsOptions{}).names...)
+	names := append(append([]string(nil), NewMetrics(MetricsOptions{}).names...), plumbing.PlumbMetricNames...)
 	sort.Strings(names)
 	return names
 }

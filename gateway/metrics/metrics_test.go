@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -51,7 +50,6 @@ func testMetrics() *Metrics {
 		Uplinks:    fakeUplinks{{Name: "b", Up: false}, {Name: "a", Up: true}},
 		TUNUp:      func() bool { return true },
 		TUNDropped: func() (uint64, bool) { return 23, true },
-		Plumbing:   func() error { return errors.New("rule gone") },
 		Runtime:    true,
 	})
 	m.FailoverDuration.Observe(0.7)
@@ -117,7 +115,6 @@ func TestMetricsSamples(t *testing.T) {
 		`shim6gw_uplink_bytes_total{direction="inbound",uplink="a"} 5000`,
 		`shim6gw_uplink_packets_total{direction="inbound",uplink="b"} 0`,
 		`shim6gw_config_last_reload_successful 1`,
-		`shim6gw_plumbing_installed 0`,
 		`shim6gw_uplink_up{uplink="b"} 0`,
 		`shim6gw_tunnel_up 1`,
 		`shim6gw_dataplane_packets_total{direction="outbound",path="outbound_shim"} 1000`,
@@ -200,7 +197,8 @@ func TestMetricNames(t *testing.T) {
 		"shim6gw_build_info", "shim6gw_config_last_reload_successful", "shim6gw_config_reloads_total",
 		"shim6gw_context_establishments_total", "shim6gw_context_evictions_total", "shim6gw_contexts", "shim6gw_control_dropped_messages_total",
 		"shim6gw_control_inject_errors_total", "shim6gw_control_messages_total", "shim6gw_dataplane_bytes_total",
-		"shim6gw_dataplane_dropped_notices_total", "shim6gw_dataplane_packets_total", "shim6gw_plumbing_installed",
+		"shim6gw_dataplane_dropped_notices_total", "shim6gw_dataplane_packets_total",
+		"shim6gw_plumbing_intact", "shim6gw_plumbing_repairs_total",
 		"shim6gw_reap_explorations_total", "shim6gw_reap_failover_duration_seconds", "shim6gw_reap_failovers_total",
 		"shim6gw_reap_path_rtt_seconds", "shim6gw_rewrite_dropped_packets_total", "shim6gw_tunnel_batch_size",
 		"shim6gw_tunnel_dropped_packets_total", "shim6gw_tunnel_up", "shim6gw_uplink_bytes_total",

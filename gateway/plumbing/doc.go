@@ -1,6 +1,7 @@
 // Package plumbing installs and removes the kernel state that steers the
-// site's traffic through the gateway's TUN (Plumber over NetlinkOps), and
-// watches the uplinks (Monitor): an uplink is up while its interface is
+// site's traffic through the gateway's TUN (Plumber over NetlinkOps),
+// re-installs what another program removes (PlumbWatcher), and watches the
+// uplinks (Monitor): an uplink is up while its interface is
 // administratively up, has carrier, holds a usable global address and,
 // if asked, has a default route.
 //
@@ -17,12 +18,14 @@
 //	table T:     default dev <tun>
 //	table T+1:   <LAN /64 of each uplink> dev <lan>
 //	table T+2+i: default via <gateway i> dev <uplink i>  (or dev only)
+//	             unreachable default metric 2^32-1
 //
 // The LAN table comes first so that a packet for a LAN host never leaves
 // by an uplink because its source is in P_X (a LAN host talking to another
 // host's locator), and the uplink rules select the exit by source, which is
 // what the providers' ingress filters demand (docs/architecture.md §3). A
-// table lookup that finds no route falls through to the next rule.
+// lookup in table T+2+i while uplink i is down ends at its unreachable
+// route instead of falling through to main and another provider.
 //
 // Packets for the gateway's own addresses (NDP, admin) hit the local table at
 // priority 0 and never reach these rules. Every rule and route carries the

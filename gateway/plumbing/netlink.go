@@ -59,6 +59,10 @@ func tableName(t int) string {
 	return fmt.Sprint(t)
 }
 
+// ip6DefaultMetric is the metric the kernel gives an IPv6 route added
+// without one (IP6_RT_PRIO_USER).
+const ip6DefaultMetric = 1024
+
 // Route is one IPv6 route in one of the gateway's tables.
 type Route struct {
 	Table    int
@@ -66,11 +70,20 @@ type Route struct {
 	Gateway  netip.Addr // invalid: directly on Dev
 	Dev      string
 	Protocol int
+	// Unreachable: an `unreachable` route (no Gateway, no Dev); a lookup
+	// that ends on it fails with an ICMPv6 unreachable instead of going
+	// on to the next rule.
+	Unreachable bool
+	// Metric is the route's priority; 0 means the kernel's default (1024).
+	Metric int
 }
 
 // String renders the route like `ip -6 route show table T` does.
 func (r Route) String() string {
 	var b strings.Builder
+	if r.Unreachable {
+		b.WriteString("unreachable ")
+	}
 	if r.Dst.Bits() == 0 {
 		b.WriteString("default")
 	} else {
@@ -79,7 +92,13 @@ func (r Route) String() string {
 	if r.Gateway.IsValid() {
 		fmt.Fprintf(&b, " via %s", r.Gateway)
 	}
-	fmt.Fprintf(&b, " dev %s table %s proto %d", r.Dev, tableName(r.Table), r.Protocol)
+	if r.Dev != "" {
+		fmt.Fprintf(&b, " dev %s", r.Dev)
+	}
+	fmt.Fprintf(&b, " table %s proto %d", tableName(r.Table), r.Protocol)
+	if r.Metric != 0 {
+		fmt.Fprintf(&b, " metric %d", r.Metric)
+	}
 	return b.String()
 }
 
@@ -259,6 +278,10 @@ func (o *nlOps) AddRule(r Rule) error { return o.h.RuleAdd(o.nlRule(r)) }
 func (o *nlOps) DelRule(r Rule) error { return o.h.RuleDel(o.nlRule(r)) }
 
 func (o *nlOps) nlRoute(r Route) (*netlink.Route, error) {
+	if r.Unreachable {
+		return &netlink.Route{Family: unix.AF_INET6, Table: r.Table, Dst: toNLPrefix(r.Dst), Type: unix.RTN_UNREACHABLE,
+			Priority: r.Metric, Protocol: netlink.RouteProtocol(r.Protocol)}, nil
+	}
 	l, err := o.h.LinkByName(r.Dev)
 	var nf netlink.LinkNotFoundError
 	if errors.As(err, &nf) {
@@ -274,6 +297,7 @@ func (o *nlOps) nlRoute(r Route) (*netlink.Route, error) {
 		Dst:       toNLPrefix(r.Dst),
 		LinkIndex: l.Attrs().Index,
 		Protocol:  netlink.RouteProtocol(r.Protocol),
+		Priority:  r.Metric,
 	}
 	if r.Gateway.IsValid() {
 		nr.Gw = r.Gateway.AsSlice()
@@ -295,7 +319,12 @@ func (o *nlOps) Routes(table int) ([]Route, error) {
 		if gw, ok := netip.AddrFromSlice(r.Gw); ok {
 			rt.Gateway = gw
 		}
-		if l, err := o.h.LinkByIndex(r.LinkIndex); err == nil {
+		if r.Priority != ip6DefaultMetric {
+			rt.Metric = r.Priority
+		}
+		if r.Type == unix.RTN_UNREACHABLE {
+			rt.Unreachable = true // the kernel hangs it on lo
+		} else if l, err := o.h.LinkByIndex(r.LinkIndex); err == nil {
 			rt.Dev = l.Attrs().Name
 		}
 		out = append(out, rt)
@@ -358,12 +387,20 @@ func (o *nlOps) WriteSysctl(key, value string) error {
 }
 
 // Check is `shim6gw check`: CheckSystem against the live system through
-// netlink. It changes nothing.
-func Check(c *config.Config) error {
+// netlink, plus notes: missing uplinks, a slow HBA generation. It
+// changes nothing.
+func Check(c *config.Config) (notes []string, err error) {
 	ops, err := NewNetlinkOps(nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer ops.Close()
-	return config.CheckSystem(c, ops)
+	if err := config.CheckSystem(c, ops); err != nil {
+		return nil, err
+	}
+	notes = config.MissingUplinks(c, ops)
+	if n := config.HBACostNote(c); n != "" {
+		notes = append(notes, n)
+	}
+	return notes, nil
 }

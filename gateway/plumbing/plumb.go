@@ -83,7 +83,8 @@ func (c PlumbConfig) DesiredRules() []Rule {
 var defaultRoute = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
 
 // DesiredRoutes returns the routes of the gateway's tables: the TUN
-// table's default route first, then the LAN /64s, then one per uplink.
+// table's default route first, then the LAN /64s, then one per uplink,
+// then each uplink table's unreachable default (plumb_unreachable.go).
 func (c PlumbConfig) DesiredRoutes() []Route {
 	routes := []Route{{Table: c.Rules.ShimTable(), Dst: defaultRoute, Dev: c.TUN, Protocol: c.Rules.Protocol}}
 	for _, pf := range c.LANPrefixes {
@@ -93,7 +94,7 @@ func (c PlumbConfig) DesiredRoutes() []Route {
 		routes = append(routes, Route{Table: c.Rules.UplinkTable(i), Dst: defaultRoute,
 			Gateway: u.Gateway, Dev: u.Interface, Protocol: c.Rules.Protocol})
 	}
-	return routes
+	return append(routes, c.unreachableRoutes()...)
 }
 
 // Plumber installs and removes the gateway's kernel state through
@@ -108,10 +109,11 @@ type Plumber struct {
 
 	mu      sync.Mutex
 	cfg     PlumbConfig
-	rules   []Rule         // added, in order
-	routes  []Route        // installed (or pending: uplink was down)
-	sysctls []sysctlChange // changed, in order
-	pending map[int]bool   // index into routes not yet installed
+	rules   []Rule          // added, in order
+	routes  []Route         // installed (or pending: uplink was down)
+	sysctls []sysctlChange  // changed, in order
+	pending map[int]bool    // index into routes not yet installed
+	lateRA  map[string]bool // uplinks whose accept_ra waits for the interface
 	applied bool
 }
 
@@ -200,7 +202,9 @@ func (p *Plumber) Apply() (err error) {
 	for _, u := range p.cfg.Uplinks {
 		if u.AcceptRA {
 			// RFC 4861 hosts ignore RAs when forwarding; 2 keeps them.
-			if err := p.setSysctl(sysctlAcceptRA(u.Interface), "2"); err != nil {
+			if err := p.setSysctl(sysctlAcceptRA(u.Interface), "2"); sysctlAbsent(err) {
+				p.deferAcceptRA(u.Interface)
+			} else if err != nil {
 				return err
 			}
 		}
@@ -216,7 +220,7 @@ func (p *Plumber) Apply() (err error) {
 	p.routes = p.cfg.DesiredRoutes()
 	for i, r := range p.routes {
 		if err := p.ops.ReplaceRoute(r); err != nil {
-			if i > 0 && errors.Is(err, syscall.ENETDOWN) {
+			if i > 0 && linkAbsent(err) {
 				p.pending[i] = true
 				p.log.Warn("uplink down, route pending", "route", r.String())
 				continue
@@ -246,12 +250,15 @@ func (p *Plumber) Reconcile() error {
 
 func (p *Plumber) reconcileLocked() error {
 	var errs []error
+	if err := p.setLateSysctls(); err != nil {
+		errs = append(errs, err)
+	}
 	for i, r := range p.routes {
 		err := p.ops.ReplaceRoute(r)
 		switch {
 		case err == nil:
 			delete(p.pending, i)
-		case errors.Is(err, syscall.ENETDOWN):
+		case linkAbsent(err):
 			p.pending[i] = true
 		default:
 			errs = append(errs, fmt.Errorf("gateway: replace route %v: %w", r, err))
@@ -396,7 +403,7 @@ func (p *Plumber) teardownLocked() error {
 	}
 	for i := len(p.sysctls) - 1; i >= 0; i-- {
 		s := p.sysctls[i]
-		if err := p.ops.WriteSysctl(s.Key, s.Old); err != nil {
+		if err := p.ops.WriteSysctl(s.Key, s.Old); err != nil && !sysctlAbsent(err) {
 			errs = append(errs, fmt.Errorf("gateway: restore %s: %w", s.Key, err))
 		}
 	}
@@ -406,7 +413,7 @@ func (p *Plumber) teardownLocked() error {
 			err = fmt.Errorf("gateway: remove state file: %w", rerr)
 		}
 	}
-	p.rules, p.routes, p.sysctls, p.pending, p.applied = nil, nil, nil, map[int]bool{}, false
+	p.rules, p.routes, p.sysctls, p.pending, p.lateRA, p.applied = nil, nil, nil, map[int]bool{}, nil, false
 	if err == nil {
 		p.log.Info("plumbing removed")
 	}
@@ -478,7 +485,7 @@ func (p *Plumber) restoreStateFile() error {
 	}
 	var errs []error
 	for i := len(changes) - 1; i >= 0; i-- {
-		if err := p.ops.WriteSysctl(changes[i].Key, changes[i].Old); err != nil {
+		if err := p.ops.WriteSysctl(changes[i].Key, changes[i].Old); err != nil && !sysctlAbsent(err) {
 			errs = append(errs, fmt.Errorf("gateway: restore %s: %w", changes[i].Key, err))
 		}
 	}

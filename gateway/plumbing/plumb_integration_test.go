@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
 
 	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/gateway/plumbing"
@@ -28,8 +29,10 @@ func integrationPlumbConfig(state string) plumbing.PlumbConfig {
 	}
 }
 
-func TestIntegrationPlumbing(t *testing.T) {
-	const name = "s6gw-plumb"
+// plumbingNS is namespace name with the TUN, LAN and uplinks of
+// integrationPlumbConfig, and netlink ops inside it.
+func plumbingNS(t *testing.T, name string) (*netlink.Handle, plumbing.NetlinkOps) {
+	t.Helper()
 	ns, h := nstest.NewNS(t, name)
 	nstest.AddTUN(t, ns, h, "s6gwtun")
 	for _, l := range []string{"s6gwlan", "s6gwupa", "s6gwupb"} {
@@ -39,7 +42,13 @@ func TestIntegrationPlumbing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ops.Close()
+	t.Cleanup(func() { ops.Close() })
+	return h, ops
+}
+
+func TestIntegrationPlumbing(t *testing.T) {
+	const name = "s6gw-plumb"
+	_, ops := plumbingNS(t, name)
 	state := filepath.Join(t.TempDir(), "sysctl.json")
 	cfg := integrationPlumbConfig(state)
 	if v, err := ops.ReadSysctl(plumbing.SysctlForwarding); err != nil || v != "0" {
@@ -149,16 +158,7 @@ func TestIntegrationPlumbing(t *testing.T) {
 // TestIntegrationPlumbingLinkBounce checks that Reconcile restores the
 // uplink route the kernel drops when the interface goes down.
 func TestIntegrationPlumbingLinkBounce(t *testing.T) {
-	ns, h := nstest.NewNS(t, "s6gw-bounce")
-	nstest.AddTUN(t, ns, h, "s6gwtun")
-	for _, l := range []string{"s6gwlan", "s6gwupa", "s6gwupb"} {
-		nstest.AddVeth(t, h, l, l+"p")
-	}
-	ops, err := plumbing.NewNetlinkOps(&ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ops.Close()
+	h, ops := plumbingNS(t, "s6gw-bounce")
 	p := plumbing.NewPlumber(ops, integrationPlumbConfig(""), nil)
 	if err := p.Apply(); err != nil {
 		t.Fatal(err)
@@ -171,7 +171,7 @@ func TestIntegrationPlumbingLinkBounce(t *testing.T) {
 	if err := h.LinkSetDown(upa); err != nil {
 		t.Fatal(err)
 	}
-	if rs, _ := ops.Routes(15002); len(rs) != 0 {
+	if rs, _ := ops.Routes(15002); len(rs) != 1 || !rs[0].Unreachable {
 		t.Fatalf("kernel kept %v on a down link; test premise wrong", rs)
 	}
 	if err := p.Reconcile(); err != nil {
@@ -187,7 +187,7 @@ func TestIntegrationPlumbingLinkBounce(t *testing.T) {
 		t.Fatal(err)
 	}
 	rs, err := ops.Routes(15002)
-	if err != nil || len(rs) != 1 || rs[0].String() != "default via fe80::1 dev s6gwupa table 15002 proto 154" {
+	if err != nil || len(rs) != 2 || rs[0].String() != "default via fe80::1 dev s6gwupa table 15002 proto 154" {
 		t.Errorf("table 15002 after Reconcile = %v, %v", rs, err)
 	}
 	if err := p.Teardown(); err != nil {

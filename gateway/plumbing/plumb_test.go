@@ -47,6 +47,8 @@ route replace 2001:db8:a:1::/64 dev lan0 table 15001 proto 154
 route replace 2001:db8:b:1::/64 dev lan0 table 15001 proto 154
 route replace default via fe80::1 dev upA table 15002 proto 154
 route replace default dev upB table 15003 proto 154
+route replace unreachable default table 15002 proto 154 metric 4294967295
+route replace unreachable default table 15003 proto 154 metric 4294967295
 rule add 15000: from all iif shim6gw0 lookup 15001 proto 154
 rule add 15010: from 2001:db8:a::/48 iif shim6gw0 lookup 15002 proto 154
 rule add 15011: from 2001:db8:b::/48 iif shim6gw0 lookup 15003 proto 154
@@ -64,6 +66,8 @@ rule del 15050: from all iif shim6gw0 lookup main proto 154
 rule del 15011: from 2001:db8:b::/48 iif shim6gw0 lookup 15003 proto 154
 rule del 15010: from 2001:db8:a::/48 iif shim6gw0 lookup 15002 proto 154
 rule del 15000: from all iif shim6gw0 lookup 15001 proto 154
+route del unreachable default table 15003 proto 154 metric 4294967295
+route del unreachable default table 15002 proto 154 metric 4294967295
 route del default dev upB table 15003 proto 154
 route del default via fe80::1 dev upA table 15002 proto 154
 route del 2001:db8:b:1::/64 dev lan0 table 15001 proto 154
@@ -82,7 +86,7 @@ func TestPlumberApplyTeardownGolden(t *testing.T) {
 	if diff := cmp.Diff(lines(goldenApply), f.Ops); diff != "" {
 		t.Errorf("apply ops (-want +got):\n%s", diff)
 	}
-	if f.Links["shim6gw0"].MTU != 1400 || len(f.RuleSet) != 7 || len(f.RouteSet) != 5 {
+	if f.Links["shim6gw0"].MTU != 1400 || len(f.RuleSet) != 7 || len(f.RouteSet) != 7 {
 		t.Errorf("state after apply: mtu %d, %d rules, %d routes", f.Links["shim6gw0"].MTU, len(f.RuleSet), len(f.RouteSet))
 	}
 	f.Ops = nil
@@ -192,11 +196,11 @@ func TestPlumberPendingRouteAndReconcile(t *testing.T) {
 		t.Errorf("ops %v lack the uplink route", f.Ops)
 	}
 	// The kernel dropped a route on link down/up: Reconcile puts it back.
-	f.RouteSet = slices.DeleteFunc(f.RouteSet, func(r plumbing.Route) bool { return r.Table == 15003 })
+	f.RouteSet = slices.DeleteFunc(f.RouteSet, func(r plumbing.Route) bool { return r.Table == 15003 && !r.Unreachable })
 	if err := p.Reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := f.Routes(15003); len(got) != 1 {
+	if got, _ := f.Routes(15003); len(got) != 2 {
 		t.Errorf("table 15003 = %v after Reconcile", got)
 	}
 	if err := p.Teardown(); err != nil {
@@ -234,8 +238,8 @@ func TestPlumberCleanupStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 13 {
-		t.Errorf("removed %d, want 8 rules + 5 routes", n)
+	if n != 15 {
+		t.Errorf("removed %d, want 8 rules + 7 routes", n)
 	}
 	if diff := cmp.Diff([]plumbing.Rule{foreign}, f.RuleSet, netipCmp); diff != "" {
 		t.Errorf("rules (-want +got):\n%s", diff)
@@ -303,6 +307,8 @@ route replace 2001:db8:a:1::/64 dev lan0 table 15001 proto 154
 route replace 2001:db8:c:1::/64 dev lan0 table 15001 proto 154
 route replace default via fe80::1 dev upA table 15002 proto 154
 route replace default dev upB table 15003 proto 154
+route replace unreachable default table 15002 proto 154 metric 4294967295
+route replace unreachable default table 15003 proto 154 metric 4294967295
 `)
 	if diff := cmp.Diff(want, f.Ops); diff != "" {
 		t.Errorf("update ops (-want +got):\n%s", diff)
@@ -329,7 +335,7 @@ func TestPlumberVerify(t *testing.T) {
 	}
 	// Someone runs `ip -6 rule del` and the kernel drops a route.
 	f.RuleSet = slices.DeleteFunc(f.RuleSet, func(r plumbing.Rule) bool { return r.Priority == 15060 })
-	f.RouteSet = slices.DeleteFunc(f.RouteSet, func(r plumbing.Route) bool { return r.Table == 15003 })
+	f.RouteSet = slices.DeleteFunc(f.RouteSet, func(r plumbing.Route) bool { return r.Table == 15003 && !r.Unreachable })
 	want := "gateway: plumbing missing: rule 15060: from all iif lan0 lookup 15000 proto 154; " +
 		"route default dev upB table 15003 proto 154"
 	if err := p.Verify(); err == nil || err.Error() != want {

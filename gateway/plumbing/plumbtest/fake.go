@@ -25,6 +25,9 @@ type Netlink struct {
 	RouteSet []plumbing.Route
 	Sysctls  map[string]string
 	FailOn   string // a change whose text starts with this fails
+	// WriteMissing: writing a sysctl that does not exist fails like
+	// /proc/sys does for a vanished interface.
+	WriteMissing bool
 }
 
 // Link is one interface of a Netlink.
@@ -114,17 +117,17 @@ func (f *Netlink) Routes(table int) ([]plumbing.Route, error) {
 }
 
 func (f *Netlink) ReplaceRoute(r plumbing.Route) error {
-	l := f.Links[r.Dev]
-	if l == nil {
+	if l := f.Links[r.Dev]; !r.Unreachable && l == nil {
 		return syscall.ENODEV
-	}
-	if !l.Up && r.Gateway.IsValid() {
+	} else if !r.Unreachable && !l.Up && r.Gateway.IsValid() {
 		return syscall.ENETDOWN // ip6_validate_gw: "Nexthop device is not up"
 	}
 	if err := f.change("route replace %v", r); err != nil {
 		return err
 	}
-	f.RouteSet = slices.DeleteFunc(f.RouteSet, func(o plumbing.Route) bool { return o.Table == r.Table && o.Dst == r.Dst })
+	f.RouteSet = slices.DeleteFunc(f.RouteSet, func(o plumbing.Route) bool {
+		return o.Table == r.Table && o.Dst == r.Dst && o.Metric == r.Metric
+	})
 	f.RouteSet = append(f.RouteSet, r)
 	return nil
 }
@@ -150,6 +153,9 @@ func (f *Netlink) ReadSysctl(key string) (string, error) {
 }
 
 func (f *Netlink) WriteSysctl(key, value string) error {
+	if _, ok := f.Sysctls[key]; !ok && f.WriteMissing {
+		return os.ErrNotExist
+	}
 	if err := f.change("sysctl %s = %s", key, value); err != nil {
 		return err
 	}
