@@ -379,10 +379,13 @@ loop:
 				log.Info("stopping", "signal", sig.String())
 				break loop
 			}
+			// systemd shows the unit "reloading" until READY=1 again.
+			_ = notify("RELOADING=1")
 			next, plan, rerr := reloadConfig(o.ConfigPath, cfg, o.Ops)
 			mets.ObserveReload(rerr == nil)
 			if rerr != nil {
 				log.Error("config reload rejected", "err", rerr)
+				_ = notify("READY=1")
 				continue
 			}
 			// New prefixes mean new "from P_X" rules.
@@ -404,6 +407,7 @@ loop:
 			case reloads <- Reload{Config: next, Plan: plan}:
 			case <-runCtx.Done():
 			}
+			_ = notify("READY=1")
 		}
 	}
 	_ = notify("STOPPING=1")

@@ -417,3 +417,25 @@ func TestDaemonStopsBeforeRunning(t *testing.T) {
 		t.Errorf("rules left: %v", got)
 	}
 }
+
+// TestDaemonNotifiesReload: a SIGHUP reload is framed by RELOADING=1 and
+// READY=1, whether the new configuration is taken or rejected.
+func TestDaemonNotifiesReload(t *testing.T) {
+	h := startDaemon(t, goodConfig, true)
+	recv(t, h.inputs, "control inputs")
+	if n := recv(t, h.notes, "READY"); n != "READY=1" {
+		t.Fatalf("first notification %q, want READY=1", n)
+	}
+	for _, text := range []string{goodConfig, "not: [valid"} {
+		if err := os.WriteFile(h.cfgPath, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h.signals <- syscall.SIGHUP
+		for _, want := range []string{"RELOADING=1", "READY=1"} {
+			if n := recv(t, h.notes, want); n != want {
+				t.Fatalf("after SIGHUP %q, want %s", n, want)
+			}
+		}
+	}
+	h.stop(t)
+}
