@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/insomniacslk/dhcp/dhcpv6"
 	"golang.org/x/net/ipv6"
 )
 
@@ -254,5 +255,82 @@ func TestIntegrationE2ELANMalformed(t *testing.T) {
 	defer cancel()
 	if _, err := e.StartDHCPClient(ctx, "h1d-dhclient6-after.leases"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIntegrationE2EDHCPv6PoolFlood: a LAN host floods Solicits with
+// random DUIDs at gw1's DHCPv6 pool (4 entries, one leased to h1d). The
+// pool runs out: the rest are refused and counted (pool_exhausted, or
+// rate_limited once the burst is spent), no entry is held twice, and
+// h1d's binding stays: a fresh client with its DUID gets its address back.
+func TestIntegrationE2EDHCPv6PoolFlood(t *testing.T) {
+	e := upLAN(t)
+	leased := e.HostAddrs(H1D)[0]
+	refused := func(reason string) float64 {
+		return e.metric(GW1, "shim6gw_dhcpv6_refusals_total", `reason="`+reason+`"`)
+	}
+	exhaustedBefore, limitedBefore := refused("pool_exhausted"), refused("rate_limited")
+	const n = 50
+	err := inNS(e.NS(H1), func() error {
+		c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6unspecified, Port: 546})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		to := &net.UDPAddr{IP: net.ParseIP("ff02::1:2"), Port: 547, Zone: HostIf}
+		for i := 0; i < n; i++ {
+			mac := net.HardwareAddr{0x02, 0x5e, 0, 0, byte(i >> 8), byte(i)}
+			m, err := dhcpv6.NewSolicit(mac)
+			if err != nil {
+				return err
+			}
+			if _, err := c.WriteToUDP(m.ToBytes(), to); err != nil {
+				return err
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// At most DHCPv6Entries-1 strangers get an offer; every other
+	// Solicit is refused.
+	want := float64(n - (DHCPv6Entries - 1))
+	deadline := time.Now().Add(10 * time.Second)
+	var exhausted, limited float64
+	for {
+		exhausted, limited = refused("pool_exhausted")-exhaustedBefore, refused("rate_limited")-limitedBefore
+		if exhausted+limited >= want || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("%d Solicits with new DUIDs: %v refused pool_exhausted, %v rate_limited", n, exhausted, limited)
+	if exhausted < 1 || exhausted+limited < want {
+		t.Errorf("refusals: %v pool_exhausted, %v rate_limited; want ≥ 1 and %v in all", exhausted, limited, want)
+	}
+	l := e.leases()
+	entries := map[int]string{}
+	for _, x := range l.DHCPv6 {
+		if other, ok := entries[x.Entry]; ok {
+			t.Errorf("entry %d held by %s and %s", x.Entry, other, x.DUID)
+		}
+		entries[x.Entry] = x.DUID
+		if x.Entry < DHCPv6FirstEntry || x.Entry >= DHCPv6FirstEntry+DHCPv6Entries {
+			t.Errorf("lease of entry %d outside the pool: %+v", x.Entry, x)
+		}
+	}
+	if !slices.ContainsFunc(l.DHCPv6, func(x dhcpLease) bool { return x.Address == leased && x.State == "bound" }) {
+		t.Errorf("h1d's binding of %s is gone after the flood: %+v", leased, l.DHCPv6)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	again, err := e.StartDHCPClient(ctx, "h1d-dhclient6-after-flood.leases")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != leased {
+		t.Errorf("after the flood h1d got %s, had %s", again, leased)
 	}
 }
