@@ -177,14 +177,14 @@ func TestIntegrationE2EDHCPv6Restart(t *testing.T) {
 	}
 }
 
-// TestIntegrationE2ELANMalformed: malformed DHCPv6 messages and Router
-// Solicitations from a LAN host are dropped and counted by reason on
+// TestIntegrationE2ELANMalformed: malformed DHCPv6 messages, Router
+// Solicitations and a Neighbor Solicitation from a LAN host are dropped and counted by reason on
 // gw1's /metrics, and gw1 keeps serving.
 func TestIntegrationE2ELANMalformed(t *testing.T) {
 	e := upLAN(t)
 	dhcpBefore := e.metric(GW1, "shim6gw_dhcpv6_dropped_messages_total", `reason="malformed"`)
 	raBefore := map[string]float64{}
-	for _, r := range []string{"malformed", "hop_limit", "code"} {
+	for _, r := range []string{"malformed", "hop_limit", "code", "target"} {
 		raBefore[r] = e.metric(GW1, "shim6gw_ra_dropped_messages_total", `reason="`+r+`"`)
 	}
 	const n = 5
@@ -215,6 +215,8 @@ func TestIntegrationE2ELANMalformed(t *testing.T) {
 			{1, []byte{133, 0, 0, 0, 0, 0, 0, 0}},         // hop limit 1: not from the link
 			{255, []byte{133, 1, 0, 0, 0, 0, 0, 0}},       // code 1
 			{255, []byte{133, 0, 0, 0, 0, 0, 0, 0, 1, 0}}, // option of length 0
+			// An NS for a multicast target (ff02::1).
+			{255, append([]byte{135, 0, 0, 0, 0, 0, 0, 0, 0xff, 2}, append(make([]byte, 13), 1)...)},
 		} {
 			if err := p.SetMulticastHopLimit(m.hop); err != nil {
 				return err
@@ -241,11 +243,11 @@ func TestIntegrationE2ELANMalformed(t *testing.T) {
 			done = done && ra[r] >= n
 		}
 		if done {
-			t.Logf("gw1 dropped %v malformed DHCPv6 messages and RSs by reason %v", d, ra)
+			t.Logf("gw1 dropped %v malformed DHCPv6 messages and RS/NS by reason %v", d, ra)
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 10 s gw1 counted %v malformed DHCPv6 drops and RS drops %v, want %d each\n%s",
+			t.Fatalf("after 10 s gw1 counted %v malformed DHCPv6 drops and RS/NS drops %v, want %d each\n%s",
 				d, ra, n, e.nonZero(GW1, "dropped"))
 		}
 		time.Sleep(100 * time.Millisecond)
