@@ -66,6 +66,15 @@
 // HA (Options.HA, `shim6gw lab --ha`): site 1 has two gateways, gw1a and
 // gw1b, behind keepalived, bridged on the LAN and on both providers'
 // customer links (see ha.go); FailGateway powers off the active one.
+// LAN hosts (Options.LANHosts; `shim6gw lab` in daemon mode without
+// --ha): site 1's LAN is a bridge in h1 (h1's eth0, which keeps h1's
+// static address) with ports to gw1's lan0 and to two more hosts. h1d runs
+// Debian's ISC dhclient -6 (DUID-LL, an address-only -sf script) and leases
+// a ULID of entries 4..7 from gw1's DHCPv6 server; h1s has accept_ra=1 and
+// autoconf and builds its address in SLAACPrefix (<P_A>:5::/64) from gw1's
+// RAs, which gw1 translates to a ULID of entries 8..15. Both take their
+// default route from the RAs. h1 keeps entry 0. See lanhosts.go.
+//
 // RunScenario records the bytes received over time and, with
 // Options.Events, the lab's actions and the processes' notable log lines,
 // which package labplot draws.

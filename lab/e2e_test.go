@@ -93,6 +93,8 @@ type e2e struct {
 	// killed: a gateway was killed with SIGKILL, so Down's error about
 	// its exit is expected.
 	killed bool
+	// killedAt is when each gateway last got a SIGKILL.
+	killedAt map[Node]time.Time
 }
 
 // lockedFile serialises the two gateways' output into one file.
@@ -117,6 +119,12 @@ func upE2E(t *testing.T, entries ...int) *e2e {
 // upE2EFastpath is upE2E with the gateways' dataplane.fastpath set.
 func upE2EFastpath(t *testing.T, fastpath string, entries ...int) *e2e {
 	t.Helper()
+	return upE2EOpts(t, func(o *Options) { o.Fastpath = fastpath }, entries...)
+}
+
+// upE2EOpts is upE2E with the lab's options changed by mod.
+func upE2EOpts(t *testing.T, mod func(*Options), entries ...int) *e2e {
+	t.Helper()
 	skipUnlessRoot(t)
 	bin := gatewayBinary(t)
 	if len(entries) == 0 {
@@ -135,8 +143,10 @@ func upE2EFastpath(t *testing.T, fastpath string, entries ...int) *e2e {
 	}
 	ready := func(ctx context.Context, ns string) error { return e.GatewayReady(ctx, ns) }
 	e.start = ExecGateway(e.log, ready, bin, "run", "--config", "{config}")
-	l, err := New(Options{Prefix: e2ePrefix, Mode: Daemon, Dir: dir, StartGateway: e.start, Fastpath: fastpath,
-		H1Addrs: BookHostAddrs(b1, entries...), H2Addrs: BookHostAddrs(b2, entries...)})
+	opts := Options{Prefix: e2ePrefix, Mode: Daemon, Dir: dir, StartGateway: e.start,
+		H1Addrs: BookHostAddrs(b1, entries...), H2Addrs: BookHostAddrs(b2, entries...)}
+	mod(&opts)
+	l, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,9 +318,21 @@ func (e *e2e) gatewayPID(gw Node) int {
 // killGateway sends SIGKILL to gw's daemon and waits until it is gone.
 func (e *e2e) killGateway(gw Node) {
 	e.t.Helper()
+	e.signalGateway(gw, syscall.SIGKILL)
+}
+
+// signalGateway sends sig to gw's daemon and waits until it is gone.
+func (e *e2e) signalGateway(gw Node, sig syscall.Signal) {
+	e.t.Helper()
 	pid := e.gatewayPID(gw)
 	e.killed = true
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+	if sig == syscall.SIGKILL {
+		if e.killedAt == nil {
+			e.killedAt = map[Node]time.Time{}
+		}
+		e.killedAt[gw] = time.Now()
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
 		e.t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -321,7 +343,7 @@ func (e *e2e) killGateway(gw Node) {
 			return
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("gateway %d in %s still running 10 s after SIGKILL", pid, gw)
+			e.t.Fatalf("gateway %d in %s still running 10 s after %v", pid, gw, sig)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -332,13 +354,15 @@ func (e *e2e) restartGateway(s Site) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
+	started := time.Now()
 	stop, err := e.start(ctx, e.NS(s.Gateway), e.ConfigPath(s))
 	if err != nil {
 		e.t.Fatalf("restart %s: %v", s.Gateway, err)
 	}
-	// Before the lab's Down (cleanups run last-in first-out).
+	// Before the lab's Down (cleanups run last-in first-out). A daemon
+	// the test killed later has nothing to stop cleanly.
 	e.t.Cleanup(func() {
-		if err := stop(); err != nil {
+		if err := stop(); err != nil && !e.killedAt[s.Gateway].After(started) {
 			e.t.Errorf("stop restarted %s: %v", s.Gateway, err)
 		}
 	})

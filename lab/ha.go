@@ -72,6 +72,9 @@ func (l *Lab) closeHAFiles() {
 
 // nodes lists the lab's namespaces in creation order.
 func (l *Lab) nodes() []Node {
+	if l.opts.LANHosts {
+		return append(slices.Clone(Nodes), H1D, H1S)
+	}
 	if !l.opts.HA {
 		return Nodes
 	}
@@ -127,6 +130,9 @@ func HAUplinkAddr(gw Node, u Uplink) netip.Addr {
 
 // topoLinks returns the veth pairs of the lab.
 func (l *Lab) topoLinks() []link {
+	if l.opts.LANHosts {
+		return lanLinks(links())
+	}
 	if !l.opts.HA {
 		return links()
 	}
@@ -150,16 +156,15 @@ func (l *Lab) topoLinks() []link {
 
 // nodeConfig returns the `ip -batch` lines of node n.
 func (l *Lab) nodeConfig(n Node) []string {
+	if l.opts.LANHosts {
+		if c := l.lanNodeConfig(n); c != nil {
+			return c
+		}
+	}
 	if !l.opts.HA {
 		return ipConfig(n, l.opts.Mode, l.hostAddrs)
 	}
-	bridge := func(name string, ports ...string) []string {
-		out := []string{fmt.Sprintf("link add %s type bridge mcast_snooping 0 forward_delay 0", name)}
-		for _, p := range ports {
-			out = append(out, fmt.Sprintf("link set %s master %s", p, name), fmt.Sprintf("link set %s up", p))
-		}
-		return out
-	}
+	bridge := bridgeLines
 	switch n {
 	case H1:
 		return append(bridge(HostIf, haLANPort(GW1A), haLANPort(GW1B)), ipConfig(n, l.opts.Mode, l.hostAddrs)...)
@@ -175,6 +180,16 @@ func (l *Lab) nodeConfig(n Node) []string {
 		return append(out, fmt.Sprintf("link set %s up", LANIf))
 	}
 	return ipConfig(n, l.opts.Mode, l.hostAddrs)
+}
+
+// bridgeLines are the `ip -batch` lines that make a bridge name of the
+// given ports (a switch: no snooping, forwarding at once).
+func bridgeLines(name string, ports ...string) []string {
+	out := []string{fmt.Sprintf("link add %s type bridge mcast_snooping 0 forward_delay 0", name)}
+	for _, p := range ports {
+		out = append(out, fmt.Sprintf("link set %s master %s", p, name), fmt.Sprintf("link set %s up", p))
+	}
+	return out
 }
 
 // custPorts are the interfaces of ISP router isp that face its customer:

@@ -82,6 +82,10 @@ type Options struct {
 	// Fastpath is the gateways' dataplane.fastpath (auto, ebpf or off; ""
 	// leaves the default, off). Daemon mode only.
 	Fastpath string
+	// LANHosts adds h1d (DHCPv6 client) and h1s (SLAAC only) to site 1's
+	// LAN and turns on gw1's DHCPv6 server, RAs and SLAAC translation
+	// (lanhosts.go); Daemon mode, no HA.
+	LANHosts bool
 	// Events, if set, collects the lab's failures and the gateways' and
 	// keepalived's notable log lines (for RunScenario's report and plot).
 	Events *EventLog
@@ -101,6 +105,7 @@ type Lab struct {
 	captures []*exec.Cmd
 	stops    []func() error
 	ha       haState
+	dhclient *exec.Cmd // h1d's DHCPv6 client (LANHosts)
 }
 
 // Down lets dumpcap write out what it holds before stopping it: libpcap's
@@ -127,6 +132,9 @@ func New(opts Options) (*Lab, error) {
 	if opts.HA && opts.Mode != Daemon {
 		return nil, errors.New("lab: an HA lab needs daemon mode")
 	}
+	if opts.LANHosts && (opts.Mode != Daemon || opts.HA) {
+		return nil, errors.New("lab: LAN hosts need daemon mode without HA")
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -151,8 +159,13 @@ func (l *Lab) NS(n Node) string { return l.opts.Prefix + "-" + string(n) }
 // Mode returns the gateway mode.
 func (l *Lab) Mode() Mode { return l.opts.Mode }
 
-// HostAddrs returns the addresses of host n (h1, h2 or legacy).
-func (l *Lab) HostAddrs(n Node) []netip.Addr { return l.hostAddrs[n] }
+// HostAddrs returns the addresses of host n (h1, h2 or legacy;
+// (with LANHosts also h1d's lease and h1s's SLAAC address, after Up).
+func (l *Lab) HostAddrs(n Node) []netip.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.hostAddrs[n]
+}
 
 // Dir returns the directory of generated files (valid after Up; a
 // temporary one is removed by Down).
@@ -207,10 +220,11 @@ func (l *Lab) Up(ctx context.Context) (err error) {
 		if forwards(n, l.opts.Mode) {
 			fwd = "1"
 		}
-		if _, err := l.Exec(ctx, n, "sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding="+fwd,
+		sysctls := append([]string{"sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=" + fwd,
 			"net.ipv6.conf.all.accept_ra=0", "net.ipv6.conf.default.accept_ra=0",
 			"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
-			"net.ipv6.conf.all.keep_addr_on_down=1", "net.ipv6.conf.default.keep_addr_on_down=1"); err != nil {
+			"net.ipv6.conf.all.keep_addr_on_down=1", "net.ipv6.conf.default.keep_addr_on_down=1"}, lanHostSysctls(n)...)
+		if _, err := l.Exec(ctx, n, sysctls...); err != nil {
 			return err
 		}
 	}
@@ -259,6 +273,11 @@ func (l *Lab) Up(ctx context.Context) (err error) {
 	}
 	if l.opts.HA {
 		if err := l.startVRRP(ctx); err != nil {
+			return err
+		}
+	}
+	if l.opts.LANHosts {
+		if err := l.startLANHosts(ctx); err != nil {
 			return err
 		}
 	}

@@ -129,9 +129,11 @@ const sampleEvery = 20 * time.Millisecond
 // and h2's first addresses), injects the failure at FailAt, keeps going
 // until Duration and reports. Survived means: both connections
 // established, neither saw a reset or error, and both received data after
-// the failure. GapMS is the largest interval without received data at
-// either host among the gaps that end after the failure (an open gap at
-// the end counts up to the end). The failure is left in place.
+// the failure. With Options.LANHosts, h1d and h1s each send a stream to
+// h2 as well, and all four must survive. GapMS is the largest interval
+// without received data at either host among the gaps that end after the
+// failure (an open gap at the end counts up to the end). The failure is
+// left in place.
 func (l *Lab) RunScenario(ctx context.Context, o ScenarioOptions) (*Report, error) {
 	if o.Fail == "" {
 		o.Fail = FailLink
@@ -165,7 +167,15 @@ func (l *Lab) RunScenario(ctx context.Context, o ScenarioOptions) (*Report, erro
 	h1, h2 := l.hostAddrs[H1][0], l.hostAddrs[H2][0]
 	cfgs := []StreamConfig{
 		{Name: "h1->h2", From: H1, Src: h1, To: H2, Dst: h2, Port: o.Port, Rate: o.Rate},
-		{Name: "h2->h1", From: H2, Src: h2, To: H1, Dst: h1, Port: o.Port + 1, Rate: o.Rate},
+		{Name: "h2->h1", From: H2, Src: h2, To: H1, Dst: h1, Port: o.Port + 1, Rate: o.Rate, Host: H1},
+	}
+	if l.opts.LANHosts {
+		// One session each from the hosts that configured themselves
+		// (lanhosts.go); h2 cannot dial h1s, whose address is not global.
+		for i, n := range []Node{H1D, H1S} {
+			cfgs = append(cfgs, StreamConfig{Name: string(n) + "->h2", From: n, Src: l.HostAddrs(n)[0],
+				To: H2, Dst: h2, Port: o.Port + 2 + uint16(i), Rate: o.Rate})
+		}
 	}
 	var streams []*Stream
 	defer func() {
@@ -177,8 +187,12 @@ func (l *Lab) RunScenario(ctx context.Context, o ScenarioOptions) (*Report, erro
 		s, err := l.StartStream(ctx, c)
 		if err != nil {
 			r.Error = err.Error()
+			host := c.Host
+			if host == "" {
+				host = c.From
+			}
 			r.Streams = append(r.Streams, StreamStats{Name: c.Name, Src: netip.AddrPortFrom(c.Src, 0).String(),
-				Dst: netip.AddrPortFrom(c.Dst, c.Port).String(), Err: err.Error()})
+				Dst: netip.AddrPortFrom(c.Dst, c.Port).String(), Err: err.Error(), Host: host, Addressing: addressing(host)})
 			return r, nil
 		}
 		streams = append(streams, s)
@@ -309,8 +323,8 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		if s.Err != "" {
 			state = s.Err
 		}
-		p("  %s  %s -> %s  %d bytes received, %d resets, max gap %d ms, %s\n",
-			s.Name, s.Src, s.Dst, s.Bytes, s.Resets, s.MaxGapMS, state)
+		p("  %s  %s -> %s  %d bytes received, %d resets, max gap %d ms, %s (%s, %s)\n",
+			s.Name, s.Src, s.Dst, s.Bytes, s.Resets, s.MaxGapMS, state, s.Host, s.Addressing)
 	}
 	if r.Error != "" {
 		p("  error: %s\n", r.Error)

@@ -117,6 +117,10 @@ type StreamConfig struct {
 	// Rate in bytes per second (default 1 MB/s, paced every 10 ms so gaps
 	// are measured to about 10 ms); negative: as fast as possible.
 	Rate int
+	// Host is the site-1 host whose session this is and Addressing how it
+	// got its address (AddrStatic, ...); default From and AddrStatic.
+	Host       Node
+	Addressing string
 }
 
 // StreamStats is a snapshot of a stream.
@@ -131,6 +135,8 @@ type StreamStats struct {
 	MaxGapMS    int64     `json:"max_gap_ms"`
 	Resets      int       `json:"resets"`
 	Err         string    `json:"error,omitempty"`
+	Host        Node      `json:"host"`
+	Addressing  string    `json:"addressing"`
 }
 
 // Stream is a running TCP stream.
@@ -159,6 +165,12 @@ func (l *Lab) StartStream(ctx context.Context, cfg StreamConfig) (*Stream, error
 	}
 	if cfg.Name == "" {
 		cfg.Name = fmt.Sprintf("%s->%s", cfg.From, cfg.To)
+	}
+	if cfg.Host == "" {
+		cfg.Host = cfg.From
+	}
+	if cfg.Addressing == "" {
+		cfg.Addressing = addressing(cfg.Host)
 	}
 	var ln *net.TCPListener
 	err := inNS(l.NS(cfg.To), func() error {
@@ -300,7 +312,8 @@ func (s *Stream) Alive() bool {
 func (s *Stream) Stats(now time.Time) StreamStats {
 	s.mu.Lock()
 	st := StreamStats{Name: s.cfg.Name, Established: true, Sent: s.sent, Resets: s.resets,
-		Src: s.send.LocalAddr().String(), Dst: s.send.RemoteAddr().String()}
+		Src: s.send.LocalAddr().String(), Dst: s.send.RemoteAddr().String(),
+		Host: s.cfg.Host, Addressing: s.cfg.Addressing}
 	if s.err != nil {
 		st.Err = s.err.Error()
 	}

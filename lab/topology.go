@@ -234,7 +234,7 @@ func siteOf(n Node) Site {
 // forwards reports whether node n forwards packets in the given mode.
 func forwards(n Node, mode Mode) bool {
 	switch n {
-	case H1, H2, Legacy:
+	case H1, H2, Legacy, H1D, H1S:
 		return false
 	case GW1, GW2, GW1A, GW1B:
 		return mode == KernelForwarding

@@ -307,7 +307,8 @@ func (r *labRun) run(ctx context.Context) int {
 func (r *labRun) build(ctx context.Context, mode lab.Mode) (*lab.Lab, *os.File, error) {
 	opts := lab.Options{Prefix: r.f.prefix, Mode: mode, Dir: r.dir, CaptureDir: r.f.capture,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Events: r.events,
-		HA: r.f.ha && mode == lab.Daemon, VRRP: lab.VRRPTimers{Advert: r.f.vrrpAdvert}, Fastpath: r.f.fastpath}
+		HA: r.f.ha && mode == lab.Daemon, VRRP: lab.VRRPTimers{Advert: r.f.vrrpAdvert}, Fastpath: r.f.fastpath,
+		LANHosts: mode == lab.Daemon && !r.f.ha}
 	if mode == lab.KernelForwarding && !r.f.kernel {
 		// The throughput baseline: keep the daemon lab's captures.
 		opts.CaptureDir = ""
@@ -346,7 +347,7 @@ func (r *labRun) build(ctx context.Context, mode lab.Mode) (*lab.Lab, *os.File, 
 	if err != nil {
 		return nil, gwLog, err
 	}
-	r.say("building the %s lab: namespaces %s-{%s}", mode, r.f.prefix, nodeList(opts.HA))
+	r.say("building the %s lab: namespaces %s-{%s}", mode, r.f.prefix, nodeList(opts.HA, opts.LANHosts))
 	if mode == lab.Daemon {
 		r.say("  h1 %s (HBA entry 0 of site 1), h2 %s (entry 0 of site 2)", addrList(opts.H1Addrs), addrList(opts.H2Addrs))
 		r.say("  gateways: %s run --config %s/gw{1,2}.yaml", filepath.Base(os.Args[0]), r.dir)
@@ -354,6 +355,10 @@ func (r *labRun) build(ctx context.Context, mode lab.Mode) (*lab.Lab, *os.File, 
 	start := time.Now()
 	if err := l.Up(ctx); err != nil {
 		return nil, gwLog, err
+	}
+	if opts.LANHosts {
+		r.say("  h1d %s (DHCPv6, dhclient -6), h1s %s (SLAAC, translated by gw1)",
+			addrList(l.HostAddrs(lab.H1D)), addrList(l.HostAddrs(lab.H1S)))
 	}
 	r.say("  up in %.1fs", time.Since(start).Seconds())
 	return l, gwLog, nil
@@ -451,7 +456,7 @@ func (r *labRun) logHint(mode lab.Mode) string {
 	return " (gateway log: " + lines[len(lines)-1] + ")"
 }
 
-func nodeList(ha bool) string {
+func nodeList(ha, lanHosts bool) string {
 	var s []string
 	for _, n := range lab.Nodes {
 		if ha && n == lab.GW1 {
@@ -459,6 +464,9 @@ func nodeList(ha bool) string {
 			continue
 		}
 		s = append(s, string(n))
+	}
+	if lanHosts {
+		s = append(s, string(lab.H1D), string(lab.H1S))
 	}
 	return strings.Join(s, ",")
 }

@@ -134,6 +134,12 @@ func TestIntegrationLabCommand(t *testing.T) {
 		PairBefore  string `json:"pair_before"`
 		PairAfter   string `json:"pair_after"`
 		Bytes       int64  `json:"bytes"`
+		Streams     []struct {
+			Name       string `json:"name"`
+			Host       string `json:"host"`
+			Addressing string `json:"addressing"`
+			MaxGapMS   int64  `json:"max_gap_ms"`
+		} `json:"streams"`
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 		t.Fatalf("output is not one JSON object: %v\n%s", err, stdout.String())
@@ -141,6 +147,15 @@ func TestIntegrationLabCommand(t *testing.T) {
 	t.Logf("gap %d ms, %s -> %s", *rep.GapMS, rep.PairBefore, rep.PairAfter)
 	if !rep.Established || !rep.Survived || rep.GapMS == nil || rep.FailMode != "link" || rep.Bytes <= 0 {
 		t.Errorf("report %+v", rep)
+	}
+	// One session per way a site-1 host gets its address.
+	modes := map[string]string{}
+	for _, s := range rep.Streams {
+		t.Logf("stream %s: host %s, %s, max gap %d ms", s.Name, s.Host, s.Addressing, s.MaxGapMS)
+		modes[s.Host] = s.Addressing
+	}
+	if modes["h1"] != "static" || modes["h1d"] != "dhcpv6" || modes["h1s"] != "slaac-translated" {
+		t.Errorf("streams' hosts and addressing %v, want h1 static, h1d dhcpv6, h1s slaac-translated", modes)
 	}
 	// ISP A of site 1 is down at the end: the pair must use its P_B
 	// locator. (Before, it is normally the ULID pair under P_A, but a

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shim6gw/shim6gw/lab"
 	"github.com/shim6gw/shim6gw/lan/dhcp6"
 	"github.com/shim6gw/shim6gw/lan/internal/nstest"
 )
@@ -45,21 +46,6 @@ func runServer(t *testing.T, ns *nstest.NS, ifname string, cfg dhcp6.Config, f *
 	t.Cleanup(stop)
 	return srv, stop
 }
-
-// addressOnlyScript is a dhclient -sf script that adds and removes the
-// leased address and touches nothing else.
-const addressOnlyScript = `#!/bin/sh
-case "$reason" in
-BOUND6|RENEW6|REBIND6|REBOOT6)
-	if [ -n "$old_ip6_address" ] && [ "$old_ip6_address" != "$new_ip6_address" ]; then
-		ip -6 addr del "$old_ip6_address/128" dev "$interface"
-	fi
-	ip -6 addr replace "$new_ip6_address/128" dev "$interface" valid_lft "$new_max_life" preferred_lft "$new_preferred_life" ;;
-EXPIRE6|RELEASE6|STOP6)
-	[ -n "$old_ip6_address" ] && ip -6 addr del "$old_ip6_address/128" dev "$interface" ;;
-esac
-exit 0
-`
 
 type testLog struct{ t *testing.T }
 
@@ -111,7 +97,7 @@ func TestIntegrationDHCPClientKeepsAddressAcrossRestartAndKill(t *testing.T) {
 	// /etc/resolv.conf (a namespace shares /etc): this one only sets the
 	// address.
 	script := filepath.Join(dir, "dhclient-script")
-	if err := os.WriteFile(script, []byte(addressOnlyScript), 0o755); err != nil {
+	if err := os.WriteFile(script, []byte(lab.DHCPClientScript), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	resolv, _ := os.ReadFile("/etc/resolv.conf")
