@@ -20,8 +20,8 @@
 //   - The rewrite needs helpers only TC has: bpf_skb_adjust_room grows and
 //     shrinks the skb after the IPv6 header, keeping checksum-offload
 //     state (CHECKSUM_PARTIAL offsets, CHECKSUM_COMPLETE sums) right, and
-//     bpf_fib_lookup plus bpf_redirect_neigh forward through the kernel's
-//     policy routing and neighbour table, as Cilium does.
+//     bpf_fib_lookup plus bpf_redirect forward through the kernel's policy
+//     routing and neighbour table, as Cilium does.
 //   - The kernel has no GSO handler for Next Header 140, so it must never
 //     get a GSO skb carrying a payload header. At TC the program sees
 //     whether an skb is GSO (gso_size) and sends such a shimmed-context skb
@@ -46,8 +46,14 @@
 // mismatches, ICMPv6 errors, TCP SYNs (MSS clamping) and TCP headers too
 // short to tell, packets that would exceed the uplink MTU (Packet Too
 // Big), fallback locators, GSO skbs of shimmed contexts, expiring hop
-// limits, missing routes. Forwarding decrements the hop limit once, like
-// kernel forwarding.
+// limits, missing routes, next hops without a valid neighbour entry.
+// Forwarding decrements the hop limit once, like kernel forwarding.
+//
+// The program never parks a packet in a neighbour queue (no
+// bpf_redirect_neigh): after a carrier loss the route lookup still picks
+// the dead link until the failover's publish, and a packet queued for its
+// flushed neighbour would be held 3 s; a local TCP sender does not
+// retransmit a segment whose skb is still held, so the flow stalled.
 //
 // Routes are looked up with bpf_fib_lookup as if the rewritten packet came
 // out of the TUN device, so the rules the gateway installs for the TUN

@@ -38,9 +38,10 @@ const (
 	fastpathFpVerdictFP_TUN_FALLBACK   fastpathFpVerdict = 13
 	fastpathFpVerdictFP_TUN_HOP_LIMIT  fastpathFpVerdict = 14
 	fastpathFpVerdictFP_TUN_NO_ROUTE   fastpathFpVerdict = 15
-	fastpathFpVerdictFP_TUN_HELPER     fastpathFpVerdict = 16
-	fastpathFpVerdictFP_DROP_HELPER    fastpathFpVerdict = 17
-	fastpathFpVerdictFP_NUM_VERDICTS   fastpathFpVerdict = 18
+	fastpathFpVerdictFP_TUN_NO_NEIGH   fastpathFpVerdict = 16
+	fastpathFpVerdictFP_TUN_HELPER     fastpathFpVerdict = 17
+	fastpathFpVerdictFP_DROP_HELPER    fastpathFpVerdict = 18
+	fastpathFpVerdictFP_NUM_VERDICTS   fastpathFpVerdict = 19
 )
 
 type fastpathInCtx struct {

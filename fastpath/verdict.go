@@ -23,6 +23,7 @@ const (
 	TUNFallback  = Verdict(fastpathFpVerdictFP_TUN_FALLBACK)
 	TUNHopLimit  = Verdict(fastpathFpVerdictFP_TUN_HOP_LIMIT)
 	TUNNoRoute   = Verdict(fastpathFpVerdictFP_TUN_NO_ROUTE)
+	TUNNoNeigh   = Verdict(fastpathFpVerdictFP_TUN_NO_NEIGH)
 	TUNHelper    = Verdict(fastpathFpVerdictFP_TUN_HELPER)
 	DropHelper   = Verdict(fastpathFpVerdictFP_DROP_HELPER)
 	NumVerdicts  = Verdict(fastpathFpVerdictFP_NUM_VERDICTS)
@@ -32,7 +33,7 @@ var verdictNames = [NumVerdicts]string{
 	"fast_out_shim", "fast_in_strip", "fast_out_pass", "fast_in_pass",
 	"tun_not_ipv6", "tun_no_context", "tun_ext_header", "tun_control", "tun_tag",
 	"tun_icmp_error", "tun_tcp_syn", "tun_gso", "tun_too_big", "tun_fallback",
-	"tun_hop_limit", "tun_no_route", "tun_helper", "drop_helper",
+	"tun_hop_limit", "tun_no_route", "tun_no_neigh", "tun_helper", "drop_helper",
 }
 
 // String returns the verdict's metric label, e.g. "fast_out_shim".

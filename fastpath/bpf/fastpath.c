@@ -56,6 +56,7 @@ enum fp_verdict {
 	FP_TUN_FALLBACK,      // destination is a fallback locator (translation)
 	FP_TUN_HOP_LIMIT,     // hop limit would expire: the kernel answers
 	FP_TUN_NO_ROUTE,      // FIB lookup failed
+	FP_TUN_NO_NEIGH,      // next hop's neighbour entry not valid (unresolved, or flushed at carrier loss)
 	FP_TUN_HELPER,        // a helper failed before the packet changed
 	FP_DROP_HELPER,       // a helper failed after the packet changed
 	FP_NUM_VERDICTS,
@@ -248,7 +249,19 @@ static __always_inline void stamp(__u32 slot, int sent)
 
 // route looks up where the kernel would send a packet from src to dst
 // that came out of the TUN device (the gateway's policy rules), leaving
-// the egress in fib. It returns a verdict index or -1 on success.
+// the egress and the Ethernet addresses in fib. It returns a verdict
+// index or -1 on success.
+//
+// A next hop without a valid neighbour entry goes to the TUN path: the
+// program never parks a packet in a neighbour queue. Redirected with
+// bpf_redirect_neigh, the skb would wait there for resolution, up to
+// 3 s (mcast_solicit × retrans_time) when it never comes, as after a
+// carrier loss: the kernel flushes the link's neighbours but keeps its
+// routes, so until the next table publish the lookup still picks it. On
+// veths the skb is the sending host's own, and TCP does not retransmit a
+// segment whose skb is still queued in the host (skb_still_in_host_queue):
+// the flow would stall for those 3 s. The TUN path copies the packet and
+// frees the original at once.
 static __always_inline int route(struct __sk_buff *skb, struct fp_config *cfg, struct ip6 *h,
 				 const __u8 *src, const __u8 *dst, __u32 tot_len,
 				 struct bpf_fib_lookup *fib)
@@ -263,10 +276,10 @@ static __always_inline int route(struct __sk_buff *skb, struct fp_config *cfg, s
 	copy16((__u8 *)fib->ipv6_src, src);
 	copy16((__u8 *)fib->ipv6_dst, dst);
 	long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
-		fib->tbid = rc; // reused: remembers whether the neighbour is known
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
 		return -1;
-	}
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return FP_TUN_NO_NEIGH;
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return FP_TUN_TOO_BIG;
 	return FP_TUN_NO_ROUTE;
@@ -279,26 +292,21 @@ static __always_inline int forward(struct __sk_buff *skb, struct fp_config *cfg,
 {
 	if (!(cfg->flags & FP_REDIRECT))
 		return count(skb, v, TC_ACT_REDIRECT);
-	if (fib->tbid == BPF_FIB_LKUP_RET_SUCCESS) {
-		if (!macs_done) {
-			__u8 macs[12];
-			__builtin_memcpy(macs, fib->dmac, 6);
-			__builtin_memcpy(macs + 6, fib->smac, 6);
-			if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
-				return count(skb, FP_DROP_HELPER, TC_ACT_SHOT);
-		}
-		return count(skb, v, bpf_redirect(fib->ifindex, 0));
+	if (!macs_done) {
+		__u8 macs[12];
+		__builtin_memcpy(macs, fib->dmac, 6);
+		__builtin_memcpy(macs + 6, fib->smac, 6);
+		if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
+			return count(skb, FP_DROP_HELPER, TC_ACT_SHOT);
 	}
-	struct bpf_redir_neigh nh = {.nh_family = AF_INET6};
-	__builtin_memcpy(nh.ipv6_nh, fib->ipv6_dst, 16);
-	return count(skb, v, bpf_redirect_neigh(fib->ifindex, &nh, sizeof(nh), 0));
+	return count(skb, v, bpf_redirect(fib->ifindex, 0));
 }
 
-// put_macs fills eth with the addresses of a successful lookup and
-// reports whether it did.
+// put_macs fills eth with the addresses of the route lookup and reports
+// whether it did (not when only reporting the verdict).
 static __always_inline int put_macs(struct fp_config *cfg, struct bpf_fib_lookup *fib, __u8 *eth)
 {
-	if (!(cfg->flags & FP_REDIRECT) || fib->tbid != BPF_FIB_LKUP_RET_SUCCESS)
+	if (!(cfg->flags & FP_REDIRECT))
 		return 0;
 	__builtin_memcpy(eth, fib->dmac, 6);
 	__builtin_memcpy(eth + 6, fib->smac, 6);
