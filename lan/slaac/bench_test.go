@@ -15,18 +15,18 @@ type benchCase struct {
 // sized builds a UDP packet of exactly size bytes.
 func sized(f *fixture, out bool, size int) []byte {
 	if out {
-		return ip6(hostStable, peer, protoUDP, udpDgram(max(size-48, 0)))
+		return buildPacket(hostStable, peer, protoUDP, udpDgram(max(size-48, 0)))
 	}
-	return ip6(peer, f.ulid(4), protoUDP, udpDgram(max(size-48, 0)))
+	return buildPacket(peer, f.ulid(4), protoUDP, udpDgram(max(size-48, 0)))
 }
 
 var benchCases = []benchCase{
 	{"slaac_out", true, func(f *fixture, n int) []byte { return sized(f, true, n) }},
 	{"slaac_in", false, func(f *fixture, n int) []byte { return sized(f, false, n) }},
 	{"slaac_in_icmp_error", false, func(f *fixture, n int) []byte {
-		return ip6(router, f.ulid(4), protoICMPv6, icmpErr(1, ip6(f.ulid(4), peer, protoUDP, udpDgram(max(n-96, 0)))))
+		return buildPacket(router, f.ulid(4), protoICMPv6, icmpErr(1, buildPacket(f.ulid(4), peer, protoUDP, udpDgram(max(n-96, 0)))))
 	}},
-	{"untouched", true, func(f *fixture, n int) []byte { return ip6(f.ulid(0), peer, protoUDP, udpDgram(max(n-48, 0))) }},
+	{"untouched", true, func(f *fixture, n int) []byte { return buildPacket(f.ulid(0), peer, protoUDP, udpDgram(max(n-48, 0))) }},
 }
 
 var benchSizes = []int{64, 1280, 1500}

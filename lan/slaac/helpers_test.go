@@ -61,7 +61,7 @@ func (f *fixture) ulid(e int) netip.Addr { return f.book.Entry(e).ULID() }
 // ip6 builds an IPv6 packet whose upper-layer checksum (TCP, UDP, ICMPv6)
 // is correct; exts are raw extension headers placed before the upper
 // layer, each starting with its Next Header byte (filled in here).
-func ip6(src, dst netip.Addr, proto uint8, payload []byte, exts ...[]byte) []byte {
+func buildPacket(src, dst netip.Addr, proto uint8, payload []byte, exts ...[]byte) []byte {
 	p := make([]byte, 40)
 	p[0] = 0x60
 	s, d := src.As16(), dst.As16()

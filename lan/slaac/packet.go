@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/shim6gw/shim6gw/internal/checksum"
+	"github.com/shim6gw/shim6gw/internal/ip6"
 )
 
 // Verdict is what Outbound and Inbound did with a packet.
@@ -20,23 +21,20 @@ const (
 	Drop
 )
 
-// IPv6 layout (RFC 8200) and the protocols whose checksums cover the
-// pseudo-header.
+// IPv6 layout (RFC 8200, package ip6) and the protocols whose checksums
+// cover the pseudo-header.
 const (
-	ipv6HeaderLen = 40
-	offPayloadLen = 4
-	offNextHeader = 6
-	offSrc        = 8
-	offDst        = 24
-	maxExtHeaders = 8
-	protoHopByHop = 0
+	ipv6HeaderLen = ip6.HeaderLen
+	offPayloadLen = ip6.OffPayloadLen
+	offNextHeader = ip6.OffNextHeader
+	offSrc        = ip6.OffSrc
+	offDst        = ip6.OffDst
+	protoHopByHop = ip6.ProtoHopByHop
 	protoTCP      = 6
 	protoUDP      = 17
-	protoRouting  = 43
-	protoFragment = 44
-	protoAH       = 51
-	protoICMPv6   = 58
-	protoDstOpts  = 60
+	protoFragment = ip6.ProtoFragment
+	protoICMPv6   = ip6.ProtoICMPv6
+	protoDstOpts  = ip6.ProtoDstOpts
 	icmpHeaderLen = 8
 )
 
@@ -179,31 +177,17 @@ func fixAddr(p []byte, ck int, ulp uint8, a, b [16]byte) {
 
 // upperLayer walks the extension headers of p (at least 40 bytes) and
 // returns the offset and protocol of the upper-layer header, or -1 when
-// there is none in this packet (a non-first fragment, a chain cut short,
-// more than maxExtHeaders headers).
+// there is none in this packet (a non-first fragment, a chain cut short or
+// too long).
 func upperLayer(p []byte) (int, uint8) {
-	nh, off := p[offNextHeader], ipv6HeaderLen
-	for range maxExtHeaders {
-		switch nh {
-		case protoHopByHop, protoRouting, protoDstOpts, protoAH:
-			if off+8 > len(p) {
-				return -1, 0
-			}
-			n := (int(p[off+1]) + 1) * 8
-			if nh == protoAH {
-				n = (int(p[off+1]) + 2) * 4
-			}
-			nh, off = p[off], off+n
-		case protoFragment:
-			if off+8 > len(p) || binary.BigEndian.Uint16(p[off+2:])&^7 != 0 {
-				return -1, 0
-			}
-			nh, off = p[off], off+8
-		default:
-			return off, nh
-		}
+	it := ip6.NewIter(p)
+	for it.Next() {
 	}
-	return -1, 0
+	switch it.Proto() {
+	case ip6.ProtoHopByHop, ip6.ProtoRouting, ip6.ProtoDstOpts, ip6.ProtoFragment, ip6.ProtoAH:
+		return -1, 0
+	}
+	return it.Offset(), it.Proto()
 }
 
 // checksumOff returns the offset in p of the checksum of the upper-layer

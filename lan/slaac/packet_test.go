@@ -22,7 +22,7 @@ func TestOutboundThenInboundRestoresEveryTransport(t *testing.T) {
 		{"tcp after hop-by-hop and dstopts", protoTCP, tcpSeg(10), [][]byte{{0, 0, 1, 4, 0, 0, 0, 0, protoHopByHop}, {0, 0, 1, 4, 0, 0, 0, 0, protoDstOpts}}},
 		{"udp first fragment", protoUDP, udpDgram(40), [][]byte{{0, 0, 0, 1, 0, 0, 0, 7, protoFragment}}},
 	} {
-		out := ip6(hostStable, peer, tc.proto, tc.body, tc.exts...)
+		out := buildPacket(hostStable, peer, tc.proto, tc.body, tc.exts...)
 		buf, s, e := place(out)
 		if v := f.tr.Outbound(buf, s, e, f.now); v != Translated {
 			t.Fatalf("%s: outbound %v", tc.name, v)
@@ -35,12 +35,12 @@ func TestOutboundThenInboundRestoresEveryTransport(t *testing.T) {
 			t.Errorf("%s: outbound checksum wrong", tc.name)
 		}
 		// The peer's answer comes back to the ULID.
-		in := ip6(peer, f.ulid(4), tc.proto, tc.body, tc.exts...)
+		in := buildPacket(peer, f.ulid(4), tc.proto, tc.body, tc.exts...)
 		buf, s, e = place(in)
 		if v := f.tr.Inbound(buf, s, e, f.now); v != Translated {
 			t.Fatalf("%s: inbound %v", tc.name, v)
 		}
-		if want := ip6(peer, hostStable, tc.proto, tc.body, tc.exts...); !bytes.Equal(buf[s:e], want) {
+		if want := buildPacket(peer, hostStable, tc.proto, tc.body, tc.exts...); !bytes.Equal(buf[s:e], want) {
 			t.Errorf("%s: inbound\n got %x\nwant %x", tc.name, buf[s:e], want)
 		}
 	}
@@ -51,7 +51,7 @@ func TestOutboundThenInboundRestoresEveryTransport(t *testing.T) {
 
 func TestUDPZeroChecksumStaysZero(t *testing.T) {
 	f := newFixture(t, nil)
-	p := ip6(hostStable, peer, protoUDP, udpDgram(8))
+	p := buildPacket(hostStable, peer, protoUDP, udpDgram(8))
 	p[46], p[47] = 0, 0
 	buf, s, e := place(p)
 	f.tr.Outbound(buf, s, e, f.now)
@@ -63,38 +63,38 @@ func TestUDPZeroChecksumStaysZero(t *testing.T) {
 func TestICMPErrorsTranslateTheQuote(t *testing.T) {
 	f := newFixture(t, nil)
 	// The host's first packet makes the mapping.
-	buf, s, e := place(ip6(hostStable, peer, protoUDP, udpDgram(20)))
+	buf, s, e := place(buildPacket(hostStable, peer, protoUDP, udpDgram(20)))
 	f.tr.Outbound(buf, s, e, f.now)
 	ulid := f.ulid(4)
 
 	// A router on the path reports the packet the peer saw (from ULID).
-	quote := ip6(ulid, peer, protoUDP, udpDgram(20))
-	in := ip6(router, ulid, protoICMPv6, icmpErr(1, quote))
+	quote := buildPacket(ulid, peer, protoUDP, udpDgram(20))
+	in := buildPacket(router, ulid, protoICMPv6, icmpErr(1, quote))
 	buf, s, e = place(in)
 	if v := f.tr.Inbound(buf, s, e, f.now); v != Translated {
 		t.Fatalf("inbound error %v", v)
 	}
-	want := ip6(router, hostStable, protoICMPv6, icmpErr(1, ip6(hostStable, peer, protoUDP, udpDgram(20))))
+	want := buildPacket(router, hostStable, protoICMPv6, icmpErr(1, buildPacket(hostStable, peer, protoUDP, udpDgram(20))))
 	if !bytes.Equal(buf[s:e], want) {
 		t.Errorf("inbound error\n got %x\nwant %x", buf[s:e], want)
 	}
 
 	// The host reports a packet from the peer (to its SLAAC address).
-	quote = ip6(peer, hostStable, protoTCP, tcpSeg(12))
-	out := ip6(hostStable, peer, protoICMPv6, icmpErr(1, quote))
+	quote = buildPacket(peer, hostStable, protoTCP, tcpSeg(12))
+	out := buildPacket(hostStable, peer, protoICMPv6, icmpErr(1, quote))
 	buf, s, e = place(out)
 	if v := f.tr.Outbound(buf, s, e, f.now); v != Translated {
 		t.Fatalf("outbound error %v", v)
 	}
-	want = ip6(ulid, peer, protoICMPv6, icmpErr(1, ip6(peer, ulid, protoTCP, tcpSeg(12))))
+	want = buildPacket(ulid, peer, protoICMPv6, icmpErr(1, buildPacket(peer, ulid, protoTCP, tcpSeg(12))))
 	if !bytes.Equal(buf[s:e], want) {
 		t.Errorf("outbound error\n got %x\nwant %x", buf[s:e], want)
 	}
 
 	// A truncated quote (no transport checksum in it) still gets its
 	// address and a valid ICMPv6 checksum.
-	short := ip6(ulid, peer, protoTCP, tcpSeg(0))[:44]
-	buf, s, e = place(ip6(router, ulid, protoICMPv6, icmpErr(3, short)))
+	short := buildPacket(ulid, peer, protoTCP, tcpSeg(0))[:44]
+	buf, s, e = place(buildPacket(router, ulid, protoICMPv6, icmpErr(3, short)))
 	f.tr.Inbound(buf, s, e, f.now)
 	if !checksumOK(buf[s:e]) || netip.AddrFrom16([16]byte(buf[s+48+8:s+48+24])) != hostStable {
 		t.Errorf("truncated quote: %x", buf[s:e])
@@ -104,12 +104,12 @@ func TestICMPErrorsTranslateTheQuote(t *testing.T) {
 func TestPacketsOutsideTheTranslationAreUntouched(t *testing.T) {
 	f := newFixture(t, nil)
 	for name, p := range map[string][]byte{
-		"static host":         ip6(f.ulid(0), peer, protoTCP, tcpSeg(1)),
-		"to a static ULID":    ip6(peer, f.ulid(0), protoTCP, tcpSeg(1)),
-		"to a non-book /64":   ip6(peer, netip.MustParseAddr("2001:db8:a:1::99"), protoTCP, tcpSeg(1)),
-		"truncated":           ip6(hostStable, peer, protoTCP, tcpSeg(1))[:50],
+		"static host":         buildPacket(f.ulid(0), peer, protoTCP, tcpSeg(1)),
+		"to a static ULID":    buildPacket(peer, f.ulid(0), protoTCP, tcpSeg(1)),
+		"to a non-book /64":   buildPacket(peer, netip.MustParseAddr("2001:db8:a:1::99"), protoTCP, tcpSeg(1)),
+		"truncated":           buildPacket(hostStable, peer, protoTCP, tcpSeg(1))[:50],
 		"ipv4":                append([]byte{0x45}, make([]byte, 59)...),
-		"to the second /64":   ip6(peer, f.book.Entry(4).Addresses[1], protoTCP, tcpSeg(1)),
+		"to the second /64":   buildPacket(peer, f.book.Entry(4).Addresses[1], protoTCP, tcpSeg(1)),
 		"shorter than header": {0x60, 0, 0},
 	} {
 		buf, s, e := place(p)
@@ -128,17 +128,17 @@ func TestPacketsOutsideTheTranslationAreUntouched(t *testing.T) {
 		pkt  []byte
 		want bool
 	}{
-		"from a SLAAC host":      {ip6(hostStable, peer, protoTCP, tcpSeg(1)), true},
-		"to a ULID of the range": {ip6(peer, f.ulid(5), protoTCP, tcpSeg(1)), true},
-		"to a static host":       {ip6(peer, f.ulid(0), protoTCP, tcpSeg(1)), false},
-		"from a static host":     {ip6(f.ulid(0), peer, protoTCP, tcpSeg(1)), false},
+		"from a SLAAC host":      {buildPacket(hostStable, peer, protoTCP, tcpSeg(1)), true},
+		"to a ULID of the range": {buildPacket(peer, f.ulid(5), protoTCP, tcpSeg(1)), true},
+		"to a static host":       {buildPacket(peer, f.ulid(0), protoTCP, tcpSeg(1)), false},
+		"from a static host":     {buildPacket(f.ulid(0), peer, protoTCP, tcpSeg(1)), false},
 	} {
 		if got := f.tr.Touches(c.pkt); got != c.want {
 			t.Errorf("Touches %s = %v", name, got)
 		}
 	}
 	// Inbound to a pool entry nobody is mapped to is dropped.
-	buf, s, e := place(ip6(peer, f.ulid(5), protoTCP, tcpSeg(1)))
+	buf, s, e := place(buildPacket(peer, f.ulid(5), protoTCP, tcpSeg(1)))
 	if v := f.tr.Inbound(buf, s, e, f.now); v != Drop || f.tr.Stats().DroppedIn != 1 {
 		t.Errorf("inbound to unmapped pool entry: %v", v)
 	}
@@ -155,9 +155,9 @@ func TestZeroAllocs(t *testing.T) {
 		out  bool
 		pkt  []byte
 	}{
-		{"outbound tcp", true, ip6(hostStable, peer, protoTCP, tcpSeg(1200))},
-		{"inbound tcp", false, ip6(peer, ulid, protoTCP, tcpSeg(1200))},
-		{"inbound icmp error", false, ip6(router, ulid, protoICMPv6, icmpErr(1, ip6(ulid, peer, protoUDP, udpDgram(20))))},
+		{"outbound tcp", true, buildPacket(hostStable, peer, protoTCP, tcpSeg(1200))},
+		{"inbound tcp", false, buildPacket(peer, ulid, protoTCP, tcpSeg(1200))},
+		{"inbound icmp error", false, buildPacket(router, ulid, protoICMPv6, icmpErr(1, buildPacket(ulid, peer, protoUDP, udpDgram(20))))},
 	} {
 		buf, s, e := place(c.pkt)
 		f.tr.Outbound(buf, s, e, f.now) // creates the mapping once
@@ -181,11 +181,11 @@ func TestZeroAllocs(t *testing.T) {
 func FuzzTranslate(f *testing.F) {
 	fx := newFixture(f, nil)
 	ulid := fx.ulid(4)
-	f.Add(ip6(hostStable, peer, protoTCP, tcpSeg(10)))
-	f.Add(ip6(peer, ulid, protoUDP, udpDgram(3)))
-	f.Add(ip6(router, ulid, protoICMPv6, icmpErr(1, ip6(ulid, peer, protoUDP, udpDgram(20)))))
-	f.Add(ip6(hostStable, peer, protoICMPv6, icmpErr(1, ip6(peer, hostStable, protoTCP, tcpSeg(4)))))
-	f.Add(ip6(hostStable, peer, protoUDP, udpDgram(40), []byte{0, 0, 0, 1, 0, 0, 0, 7, protoFragment}))
+	f.Add(buildPacket(hostStable, peer, protoTCP, tcpSeg(10)))
+	f.Add(buildPacket(peer, ulid, protoUDP, udpDgram(3)))
+	f.Add(buildPacket(router, ulid, protoICMPv6, icmpErr(1, buildPacket(ulid, peer, protoUDP, udpDgram(20)))))
+	f.Add(buildPacket(hostStable, peer, protoICMPv6, icmpErr(1, buildPacket(peer, hostStable, protoTCP, tcpSeg(4)))))
+	f.Add(buildPacket(hostStable, peer, protoUDP, udpDgram(40), []byte{0, 0, 0, 1, 0, 0, 0, 7, protoFragment}))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		for _, out := range []bool{true, false} {
 			buf, s, e := place(in)

@@ -11,7 +11,7 @@ import (
 // send sends one outbound packet from host and returns the verdict and
 // the source it left with.
 func (f *fixture) send(host [16]byte) (Verdict, [16]byte) {
-	buf, s, e := place(ip6(addr16(host), peer, protoUDP, udpDgram(4)))
+	buf, s, e := place(buildPacket(addr16(host), peer, protoUDP, udpDgram(4)))
 	v := f.tr.Outbound(buf, s, e, f.now)
 	return v, [16]byte(buf[s+8 : s+24])
 }
@@ -58,7 +58,7 @@ func TestIdleExpiryReturnsEntryAndRemembersHost(t *testing.T) {
 	}
 	// Inbound to the expired entry is dropped, the host coming back gets
 	// its entry again.
-	buf, s, e := place(ip6(peer, addr16(a), protoTCP, tcpSeg(1)))
+	buf, s, e := place(buildPacket(peer, addr16(a), protoTCP, tcpSeg(1)))
 	if v := f.tr.Inbound(buf, s, e, f.now); v != Drop {
 		t.Errorf("inbound to expired mapping: %v", v)
 	}
