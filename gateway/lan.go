@@ -15,13 +15,6 @@ import (
 	"github.com/shim6gw/shim6gw/lan/slaac"
 )
 
-// LANServicesConfig is the `lan:` section's part about the services for
-// legacy hosts; it lives with the rest of the configuration.
-type LANServicesConfig = config.LANConfig
-
-// DefaultLANServicesConfig is config.DefaultLANConfig.
-var DefaultLANServicesConfig = config.DefaultLANConfig
-
 // LANServices are the DHCPv6 server, the RA sender and the SLAAC
 // translator of one LAN interface.
 type LANServices struct {
@@ -38,7 +31,7 @@ type LANServices struct {
 // SLAAC translator's upkeep. now is the data plane's monotonic clock (the
 // one whose readings the data plane passes to the translator). Close
 // stops them; it sends the final RA with router lifetime 0.
-func StartLANServices(c LANServicesConfig, book *hba.Book, now func() int64, log *slog.Logger) (_ *LANServices, err error) {
+func StartLANServices(c config.LANConfig, book *hba.Book, now func() int64, log *slog.Logger) (_ *LANServices, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/hba"
 	"github.com/shim6gw/shim6gw/lan/dhcp6"
 	"github.com/shim6gw/shim6gw/lan/ra"
@@ -23,7 +24,7 @@ func testLANServices(t *testing.T) *LANServices {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := DefaultLANServicesConfig()
+	c := config.DefaultLANConfig()
 	c.DHCPv6.Enabled, c.DHCPv6.Entries = true, 4
 	c.DHCPv6.LeaseFile = filepath.Join(t.TempDir(), "leases.json")
 	c.SLAAC.Prefix, c.SLAAC.FirstEntry = netip.MustParsePrefix("2001:db8:a:5::/64"), 4

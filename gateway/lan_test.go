@@ -13,6 +13,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/hba"
 	"github.com/shim6gw/shim6gw/internal/nsrun"
 	"github.com/shim6gw/shim6gw/lan"
@@ -20,7 +21,7 @@ import (
 
 func TestLANServicesValidateOverlapAndDependencies(t *testing.T) {
 	ulid := netip.MustParsePrefix("2001:db8:a:1::/64")
-	c := DefaultLANServicesConfig()
+	c := config.DefaultLANConfig()
 	if err := c.Validate(256, ulid); err != nil {
 		t.Fatalf("defaults (all off): %v", err)
 	}
@@ -47,7 +48,7 @@ func TestStartLANServicesUnknownInterface(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := DefaultLANServicesConfig()
+	c := config.DefaultLANConfig()
 	c.Interface = "s6gw-nolan0"
 	c.RA.Enabled = true
 	if _, err := StartLANServices(c, book, nil, nil); err == nil || !strings.Contains(err.Error(), "s6gw-nolan0") {
@@ -85,7 +86,7 @@ func TestIntegrationLANServicesAdvertiseAndStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := DefaultLANServicesConfig()
+	c := config.DefaultLANConfig()
 	c.Interface = "lan0"
 	c.RA.Enabled, c.DHCPv6.Enabled = true, true
 	c.DHCPv6.LeaseFile = filepath.Join(t.TempDir(), "leases.json")
