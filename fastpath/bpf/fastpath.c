@@ -315,6 +315,21 @@ static __always_inline int put_macs(struct fp_config *cfg, struct bpf_fib_lookup
 	return 1;
 }
 
+// store_forward writes the rebuilt Ethernet + IPv6 header hdr (the
+// Ethernet addresses too when the next hop's are known: one store), stamps
+// the context and forwards: the common end of the two rewriting verdicts.
+static __always_inline int store_forward(struct __sk_buff *skb, struct fp_config *cfg,
+					 struct bpf_fib_lookup *fib, __u8 *hdr, __u32 len, __u32 slot,
+					 int sent, __u32 verdict)
+{
+	int macs = put_macs(cfg, fib, hdr);
+	__u32 off = macs ? 0 : ETH_LEN;
+	if (bpf_skb_store_bytes(skb, off, hdr + off, len - off, BPF_F_RECOMPUTE_CSUM) < 0)
+		return count(skb, FP_DROP_HELPER, TC_ACT_SHOT);
+	stamp(slot, sent);
+	return forward(skb, cfg, fib, verdict, macs);
+}
+
 static __always_inline int is_site(const __u8 *a)
 {
 	struct lpm_key k = {.prefixlen = 128};
@@ -376,12 +391,7 @@ static __always_inline int outbound(struct __sk_buff *skb, struct fp_config *cfg
 	if (bpf_skb_adjust_room(skb, SHIM_LEN, BPF_ADJ_ROOM_NET, 0) < 0)
 		return count(skb, FP_TUN_HELPER, FP_PASS);
 	// One store for the header, and the Ethernet addresses if known.
-	int macs = put_macs(cfg, &fib, n.eth);
-	__u32 off = macs ? 0 : ETH_LEN;
-	if (bpf_skb_store_bytes(skb, off, (__u8 *)&n + off, sizeof(n) - off, BPF_F_RECOMPUTE_CSUM) < 0)
-		return count(skb, FP_DROP_HELPER, TC_ACT_SHOT);
-	stamp(slot, 1);
-	return forward(skb, cfg, &fib, FP_FAST_OUT_SHIM, macs);
+	return store_forward(skb, cfg, &fib, (__u8 *)&n, sizeof(n), slot, 1, FP_FAST_OUT_SHIM);
 }
 
 static __always_inline int inbound_shim(struct __sk_buff *skb, struct fp_config *cfg, struct ip6 *h,
@@ -431,12 +441,7 @@ static __always_inline int inbound_shim(struct __sk_buff *skb, struct fp_config 
 	}
 	if (bpf_skb_adjust_room(skb, -SHIM_LEN, BPF_ADJ_ROOM_NET, 0) < 0)
 		return count(skb, FP_TUN_HELPER, FP_PASS);
-	int macs = put_macs(cfg, &fib, e.eth);
-	__u32 off = macs ? 0 : ETH_LEN;
-	if (bpf_skb_store_bytes(skb, off, (__u8 *)&e + off, sizeof(e) - off, BPF_F_RECOMPUTE_CSUM) < 0)
-		return count(skb, FP_DROP_HELPER, TC_ACT_SHOT);
-	stamp(slot, 0);
-	return forward(skb, cfg, &fib, FP_FAST_IN_STRIP, macs);
+	return store_forward(skb, cfg, &fib, (__u8 *)&e, sizeof(e), slot, 0, FP_FAST_IN_STRIP);
 }
 
 static __always_inline int inbound(struct __sk_buff *skb, struct fp_config *cfg, struct ip6 *h,
