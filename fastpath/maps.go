@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -40,13 +41,19 @@ type Maps struct {
 	mu   sync.Mutex
 	objs *fastpathMaps
 
-	sites    map[fastpathLpmKey]struct{}
-	byPair   map[fastpathPairKey]fastpathOutCtx
-	byTag    map[uint64]fastpathInCtx
-	locators map[locKey]struct{}
-	fallback map[[16]byte]struct{}
+	// What the kernel holds: per context (by CT(local)) the entries last
+	// written for it, the owner of each ULID pair, and the site prefixes
+	// and fallback locators of the last Config.
+	ctxs      map[uint64]*ctxMirror
+	pairOwner map[fastpathPairKey]uint64
+	gen       uint64
+	sites     map[fastpathLpmKey]struct{}
+	fallback  map[[16]byte]struct{}
+	lastSites []netip.Prefix
+	lastFB    []rewrite.FallbackEntry
 
 	slots     map[*rewrite.Stamps]uint32
+	refs      map[*rewrite.Stamps]int // contexts using each slot
 	free      []uint32
 	next      uint32
 	maxSlots  uint32 // MaxContexts; less in tests
@@ -54,12 +61,23 @@ type Maps struct {
 	stampsMem *ebpf.Memory
 }
 
+// ctxMirror is what Apply last wrote for one context.
+type ctxMirror struct {
+	in     fastpathInCtx
+	hasOut bool // not InboundOnly
+	pair   fastpathPairKey
+	out    fastpathOutCtx
+	locs   []locKey
+	stamps *rewrite.Stamps
+	gen    uint64 // Apply round that last saw the context
+}
+
 func newMaps(objs *fastpathMaps) (*Maps, error) {
 	m := &Maps{
-		objs:  objs,
-		sites: map[fastpathLpmKey]struct{}{}, byPair: map[fastpathPairKey]fastpathOutCtx{},
-		byTag: map[uint64]fastpathInCtx{}, locators: map[locKey]struct{}{},
-		fallback: map[[16]byte]struct{}{}, slots: map[*rewrite.Stamps]uint32{},
+		objs: objs,
+		ctxs: map[uint64]*ctxMirror{}, pairOwner: map[fastpathPairKey]uint64{},
+		sites: map[fastpathLpmKey]struct{}{}, fallback: map[[16]byte]struct{}{},
+		slots: map[*rewrite.Stamps]uint32{}, refs: map[*rewrite.Stamps]int{},
 		seen: map[uint32]fastpathStamp{}, maxSlots: MaxContexts,
 	}
 	mem, err := objs.Stamps.Memory()
@@ -74,83 +92,195 @@ func newMaps(objs *fastpathMaps) (*Maps, error) {
 // rewrite.NewTable: the site prefixes, every context (its current
 // locators, CT(peer), uplink MTU, the accepted locator sets and a stamp
 // slot shared by every table that uses the same rewrite.Stamps) and the
-// fallback locators. Only entries that changed are written; new ones go in
-// before the ones they replace are deleted.
+// fallback locators. Only entries that changed are written, so a publish
+// costs one lookup per unchanged context and a few syscalls per changed
+// one; new entries go in before the ones they replace are deleted.
 func (m *Maps) Apply(cfg rewrite.Config, t *rewrite.Table) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(cfg.Fallback) > MaxFallback {
 		return fmt.Errorf("fastpath: %d fallback locators, the map holds %d", len(cfg.Fallback), MaxFallback)
 	}
-	sites := make(map[fastpathLpmKey]struct{}, len(cfg.SitePrefixes))
-	for _, p := range cfg.SitePrefixes {
-		p = p.Masked()
-		sites[fastpathLpmKey{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As16()}] = struct{}{}
+	m.gen++
+	var errs []error
+	put := func(mp *ebpf.Map, k, v any) {
+		if err := mp.Put(k, v); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	byPair := make(map[fastpathPairKey]fastpathOutCtx, len(cfg.Contexts))
-	byTag := make(map[uint64]fastpathInCtx, len(cfg.Contexts))
-	locs := make(map[locKey]struct{}, 4*len(cfg.Contexts))
+	del := func(mp *ebpf.Map, k any) {
+		if err := mp.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	var one uint8 = 1
+	// Referenced entries first: site prefixes and fallback locators.
+	var sites map[fastpathLpmKey]struct{}
+	var fb map[[16]byte]struct{}
+	if !slices.Equal(cfg.SitePrefixes, m.lastSites) {
+		sites = make(map[fastpathLpmKey]struct{}, len(cfg.SitePrefixes))
+		for _, p := range cfg.SitePrefixes {
+			p = p.Masked()
+			sites[fastpathLpmKey{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As16()}] = struct{}{}
+		}
+		errs = append(errs, sync1(m.objs.Sites, m.sites, sites, func(fastpathLpmKey) any { return one }, true))
+	}
+	if !slices.Equal(cfg.Fallback, m.lastFB) {
+		fb = make(map[[16]byte]struct{}, len(cfg.Fallback))
+		for _, e := range cfg.Fallback {
+			fb[e.Locator.As16()] = struct{}{}
+		}
+		errs = append(errs, sync1(m.objs.FallbackLocs, m.fallback, fb, func([16]byte) any { return one }, true))
+	}
 	if len(m.free) == 0 && m.next >= m.maxSlots {
 		m.freeUnused(cfg, t) // at capacity: reuse the slots of gone contexts now
 	}
-	left := 0 // contexts without a stamp slot, left to the TUN path
+	type pairDel struct {
+		key fastpathPairKey
+		tag uint64
+	}
+	var delPairs []pairDel
+	var delTags []uint64
+	var delLocs, locs []locKey
+	var release []*rewrite.Stamps // after the loop: another context may take them over
+	left, kept := 0, 0
 	for _, cc := range cfg.Contexts {
 		c := t.LookupTag(cc.LocalTag)
 		if c == nil {
-			return fmt.Errorf("fastpath: context %#x not in the table", uint64(cc.LocalTag))
+			return errors.Join(append(errs, fmt.Errorf("fastpath: context %#x not in the table", uint64(cc.LocalTag)))...)
 		}
 		cc = c.Config()
-		slot, err := m.slot(c.Stamps())
-		if errors.Is(err, ErrTooMany) {
-			left++
-			continue
-		}
-		if err != nil {
-			return err
-		}
 		tag := uint64(cc.LocalTag)
-		byTag[tag] = fastpathInCtx{LocalUlid: cc.LocalULID.As16(), PeerUlid: cc.PeerULID.As16(), Slot: slot}
-		addLocs(locs, tag, 0, cc.LocalLocator, cc.LocalLocators)
-		addLocs(locs, tag, 1, cc.PeerLocator, cc.PeerLocators)
-		if cc.InboundOnly {
+		old := m.ctxs[tag]
+		st := c.Stamps()
+		var slot uint32
+		if old != nil && old.stamps == st {
+			slot = old.in.Slot
+		} else {
+			var err error
+			if slot, err = m.slot(st); errors.Is(err, ErrTooMany) {
+				left++ // an old mirror of the tag goes in the sweep below
+				continue
+			} else if err != nil {
+				return errors.Join(append(errs, err)...)
+			}
+		}
+		e := ctxMirror{
+			in:     fastpathInCtx{LocalUlid: cc.LocalULID.As16(), PeerUlid: cc.PeerULID.As16(), Slot: slot},
+			hasOut: !cc.InboundOnly,
+			stamps: st, gen: m.gen,
+		}
+		locs = addLocs(locs[:0], tag, 0, cc.LocalLocator, cc.LocalLocators)
+		locs = addLocs(locs, tag, 1, cc.PeerLocator, cc.PeerLocators)
+		if e.hasOut {
+			var ph [8]byte
+			shim6.PutPayloadHeader(ph[:], 0, cc.PeerTag)
+			e.pair = fastpathPairKey{Local: cc.LocalULID.As16(), Peer: cc.PeerULID.As16()}
+			e.out = fastpathOutCtx{
+				LocalLoc: cc.LocalLocator.As16(), PeerLoc: cc.PeerLocator.As16(),
+				PeerTag: [6]uint8(ph[2:]), Mtu: uint32(c.MTU()), Slot: slot,
+			}
+			if c.Shimmed() {
+				e.out.Shimmed = 1
+			}
+		}
+		kept++
+		if old != nil && old.stamps == st && old.in == e.in && old.hasOut == e.hasOut &&
+			old.pair == e.pair && old.out == e.out && slices.Equal(old.locs, locs) {
+			old.gen = m.gen
 			continue
 		}
-		var ph [8]byte
-		shim6.PutPayloadHeader(ph[:], 0, cc.PeerTag)
-		oc := fastpathOutCtx{
-			LocalLoc: cc.LocalLocator.As16(), PeerLoc: cc.PeerLocator.As16(),
-			PeerTag: [6]uint8(ph[2:]), Mtu: uint32(c.MTU()), Slot: slot,
+		// Locators, then the tag, then the pair that refers to the slot.
+		for _, k := range locs {
+			if old == nil || !slices.Contains(old.locs, k) {
+				put(m.objs.Locators, k, one)
+			}
 		}
-		if c.Shimmed() {
-			oc.Shimmed = 1
+		if old == nil || old.in != e.in {
+			put(m.objs.ByTag, tag, e.in)
 		}
-		byPair[fastpathPairKey{Local: cc.LocalULID.As16(), Peer: cc.PeerULID.As16()}] = oc
+		if e.hasOut && (old == nil || !old.hasOut || old.pair != e.pair || old.out != e.out) {
+			put(m.objs.ByPair, e.pair, e.out)
+			m.pairOwner[e.pair] = tag
+		}
+		if old != nil {
+			for _, k := range old.locs {
+				if !slices.Contains(locs, k) {
+					delLocs = append(delLocs, k)
+				}
+			}
+			if old.hasOut && (!e.hasOut || old.pair != e.pair) {
+				delPairs = append(delPairs, pairDel{old.pair, tag})
+			}
+			if old.stamps != st {
+				release = append(release, old.stamps)
+			}
+		}
+		e.locs = slices.Clone(locs)
+		stored := new(ctxMirror)
+		*stored = e
+		m.ctxs[tag] = stored
 	}
-	fb := make(map[[16]byte]struct{}, len(cfg.Fallback))
-	for _, e := range cfg.Fallback {
-		fb[e.Locator.As16()] = struct{}{}
+	if kept != len(m.ctxs) {
+		for tag, old := range m.ctxs {
+			if old.gen == m.gen {
+				continue
+			}
+			if old.hasOut {
+				delPairs = append(delPairs, pairDel{old.pair, tag})
+			}
+			delTags = append(delTags, tag)
+			delLocs = append(delLocs, old.locs...)
+			release = append(release, old.stamps)
+			delete(m.ctxs, tag)
+		}
 	}
-	// Referenced entries first, then what refers to them, then removals
-	// in the reverse order.
-	var one uint8 = 1
-	err := errors.Join(
-		sync1(m.objs.Sites, m.sites, sites, func(fastpathLpmKey) any { return one }, true),
-		sync1(m.objs.Locators, m.locators, locs, func(locKey) any { return one }, true),
-		sync1(m.objs.FallbackLocs, m.fallback, fb, func([16]byte) any { return one }, true),
-		sync2(m.objs.ByTag, m.byTag, byTag, true),
-		sync2(m.objs.ByPair, m.byPair, byPair, true),
-		sync2(m.objs.ByPair, m.byPair, byPair, false),
-		sync2(m.objs.ByTag, m.byTag, byTag, false),
-		sync1(m.objs.FallbackLocs, m.fallback, fb, nil, false),
-		sync1(m.objs.Locators, m.locators, locs, nil, false),
-		sync1(m.objs.Sites, m.sites, sites, nil, false),
-	)
-	m.sites, m.locators, m.fallback, m.byTag, m.byPair = sites, locs, fb, byTag, byPair
-	m.freeUnused(cfg, t)
+	for _, st := range release {
+		m.release(st)
+	}
+	// Removals in the reverse order: a pair only if no other context
+	// took it over in this round.
+	for _, d := range delPairs {
+		if owner, ok := m.pairOwner[d.key]; ok && owner == d.tag {
+			del(m.objs.ByPair, d.key)
+			delete(m.pairOwner, d.key)
+		}
+	}
+	for _, tag := range delTags {
+		del(m.objs.ByTag, tag)
+	}
+	for _, k := range delLocs {
+		del(m.objs.Locators, k)
+	}
+	if fb != nil {
+		errs = append(errs, sync1(m.objs.FallbackLocs, m.fallback, fb, nil, false))
+		m.fallback, m.lastFB = fb, slices.Clone(cfg.Fallback)
+	}
+	if sites != nil {
+		errs = append(errs, sync1(m.objs.Sites, m.sites, sites, nil, false))
+		m.sites, m.lastSites = sites, slices.Clone(cfg.SitePrefixes)
+	}
+	err := errors.Join(errs...)
 	if err == nil && left > 0 {
 		err = fmt.Errorf("%w: %d of %d left to the TUN path", ErrTooMany, left, len(cfg.Contexts))
 	}
 	return err
+}
+
+// release drops one context's use of the slot of st, freeing it with the
+// last.
+func (m *Maps) release(st *rewrite.Stamps) {
+	slot, ok := m.slots[st]
+	if !ok {
+		return // freed at capacity already
+	}
+	if m.refs[st]--; m.refs[st] > 0 {
+		return
+	}
+	delete(m.slots, st)
+	delete(m.refs, st)
+	delete(m.seen, slot)
+	m.free = append(m.free, slot)
 }
 
 // freeUnused frees the slots of stamps no context of t uses. Until the
@@ -166,17 +296,26 @@ func (m *Maps) freeUnused(cfg rewrite.Config, t *rewrite.Table) {
 	for st, slot := range m.slots {
 		if !keep[st] {
 			delete(m.slots, st)
+			delete(m.refs, st)
 			delete(m.seen, slot)
 			m.free = append(m.free, slot)
 		}
 	}
 }
 
-func addLocs(dst map[locKey]struct{}, tag uint64, side uint8, cur netip.Addr, set []netip.Addr) {
-	dst[locKey{Tag: tag, Side: side, Addr: cur.As16()}] = struct{}{}
-	for _, a := range set {
-		dst[locKey{Tag: tag, Side: side, Addr: a.As16()}] = struct{}{}
+// addLocs appends the locator keys of one side of a context, each once.
+func addLocs(dst []locKey, tag uint64, side uint8, cur netip.Addr, set []netip.Addr) []locKey {
+	for i := -1; i < len(set); i++ {
+		a := cur
+		if i >= 0 {
+			a = set[i]
+		}
+		k := locKey{Tag: tag, Side: side, Addr: a.As16()}
+		if !slices.Contains(dst, k) {
+			dst = append(dst, k)
+		}
 	}
+	return dst
 }
 
 // sync1 writes the keys of want missing from have (put) or deletes the
@@ -201,31 +340,11 @@ func sync1[K comparable](m *ebpf.Map, have, want map[K]struct{}, val func(K) any
 	return errors.Join(errs...)
 }
 
-// sync2 is sync1 for maps whose values may change.
-func sync2[K, V comparable](m *ebpf.Map, have, want map[K]V, put bool) error {
-	var errs []error
-	if put {
-		for k, v := range want {
-			if old, ok := have[k]; !ok || old != v {
-				errs = append(errs, m.Put(k, v))
-			}
-		}
-		return errors.Join(errs...)
-	}
-	for k := range have {
-		if _, ok := want[k]; !ok {
-			if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // slot returns the stamp slot of st, taking and zeroing a free one for
 // stamps not seen before.
 func (m *Maps) slot(st *rewrite.Stamps) (uint32, error) {
 	if s, ok := m.slots[st]; ok {
+		m.refs[st]++
 		return s, nil
 	}
 	var s uint32
@@ -243,6 +362,7 @@ func (m *Maps) slot(st *rewrite.Stamps) (uint32, error) {
 		return 0, err
 	}
 	m.slots[st] = s
+	m.refs[st] = 1
 	m.seen[s] = zero
 	return s, nil
 }
@@ -336,7 +456,7 @@ func (m *Maps) Stats() ([NumVerdicts]Stat, error) {
 func (m *Maps) Len() (byTag, byPair int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.byTag), len(m.byPair)
+	return len(m.ctxs), len(m.pairOwner)
 }
 
 // storeMax raises a to v unless it is already later.

@@ -73,6 +73,7 @@ type Controller struct {
 	contexts atomic.Pointer[[]metrics.ContextInfo]
 	uplinkUp atomic.Int32 // uplinks not known to be down, -1 before Run
 	round    atomic.Int64 // unix nanoseconds of the control loop's last round
+	divert   atomic.Pointer[tunnel.DivertQueue]
 
 	// InjectErrors counts control packets the TUN refused.
 	InjectErrors atomic.Uint64
@@ -188,6 +189,9 @@ func (c *Controller) Contexts() []metrics.ContextInfo {
 func (c *Controller) DataplaneStats() metrics.DataplaneStats {
 	ds := c.dp.DataplaneStats()
 	ds.InjectErrors = c.InjectErrors.Load()
+	if q := c.divert.Load(); q != nil {
+		ds.ControlQueueDrops = q.Dropped.Load()
+	}
 	return ds
 }
 
@@ -238,6 +242,7 @@ func (c *Controller) Run(ctx context.Context, in ControlInputs) error {
 		return err
 	}
 	divert := tunnel.NewDivertQueue(c.opts.DivertQueue, max(in.Config.TUN.MTU, tunnel.ShimHeaderLen+shim6.MinMTU))
+	c.divert.Store(divert)
 	names := make([]string, len(in.Config.Uplinks))
 	for i, u := range in.Config.Uplinks {
 		names[i] = u.Name

@@ -109,8 +109,9 @@ type DataplaneStats struct {
 	UplinkPackets, UplinkBytes map[UplinkKey]uint64
 	// NoticeDrops: "traffic seen" and other notices lost because the
 	// control loop's queue was full. InjectErrors: control packets the
-	// TUN refused.
-	NoticeDrops, InjectErrors uint64
+	// TUN refused. ControlQueueDrops: control messages lost because the
+	// control loop's queue was full.
+	NoticeDrops, InjectErrors, ControlQueueDrops uint64
 }
 
 // ControlStatsSource is read at scrape time from the HTTP goroutine, so it
@@ -163,7 +164,7 @@ type Metrics struct {
 
 type metricDescs struct {
 	buildInfo, contexts, establishments, messages, controlDrops, explorations, failovers, evictions, uplinkUp, tunUp, packets, bytes, packetDrops,
-	reloads, lastReloadOK, noticeDrops, injectErrors, tunDropped, uplinkPackets, uplinkBytes *prometheus.Desc
+	reloads, lastReloadOK, noticeDrops, injectErrors, controlQueueDrops, tunDropped, uplinkPackets, uplinkBytes *prometheus.Desc
 }
 
 // newHistogram builds a histogram named shim6gw_<subsystem>_<name> and
@@ -193,26 +194,27 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 	m.PathRTT = m.newHistogram("reap", "path_rtt_seconds", "Round-trip time of REAP probes.", RTTBuckets)
 	m.BatchSize = m.newHistogram("tunnel", "batch_size", "Packets per TUN read.", BatchBuckets)
 	m.descs = metricDescs{
-		buildInfo:      m.newDesc("", "build_info", "Build information; always 1.", "version", "revision", "goversion"),
-		contexts:       m.newDesc("", "contexts", "Shim6 contexts by state (RFC 5533 §6.2).", "state"),
-		establishments: m.newDesc("context", "establishments_total", "Context establishments by result.", "result"),
-		messages:       m.newDesc("control", "messages_total", "Shim6 control messages by type and direction.", "type", "direction"),
-		controlDrops:   m.newDesc("control", "dropped_messages_total", "Control messages the engine ignored, by reason.", "reason"),
-		explorations:   m.newDesc("reap", "explorations_total", "REAP path explorations started (RFC 5534 §4.3)."),
-		failovers:      m.newDesc("reap", "failovers_total", "REAP moves of a context to another locator pair."),
-		evictions:      m.newDesc("context", "evictions_total", "Idle or unestablished contexts evicted at limits.max_contexts to make room for a new one."),
-		uplinkUp:       m.newDesc("uplink", "up", "1 while the uplink is usable (carrier, address, route).", "uplink"),
-		uplinkPackets:  m.newDesc("uplink", "packets_total", "Packets forwarded through the uplink: outbound by source, inbound by destination locator.", "uplink", "direction"),
-		uplinkBytes:    m.newDesc("uplink", "bytes_total", "Bytes forwarded through the uplink: outbound by source, inbound by destination locator.", "uplink", "direction"),
-		lastReloadOK:   m.newDesc("config", "last_reload_successful", "1 unless the last configuration reload (SIGHUP) was rejected."),
-		tunUp:          m.newDesc("tunnel", "up", "1 while the TUN device is up."),
-		packets:        m.newDesc("dataplane", "packets_total", "Packets through the data plane by direction and path kind.", "direction", "path"),
-		bytes:          m.newDesc("dataplane", "bytes_total", "Bytes through the data plane by direction and path kind.", "direction", "path"),
-		packetDrops:    m.newDesc("rewrite", "dropped_packets_total", "Packets the data plane dropped, by reason.", "direction", "reason"),
-		reloads:        m.newDesc("config", "reloads_total", "Configuration reloads (SIGHUP) by result.", "result"),
-		noticeDrops:    m.newDesc("dataplane", "dropped_notices_total", "Data-plane notices (traffic seen, unknown tag, path error) lost because the control loop's queue was full."),
-		injectErrors:   m.newDesc("control", "inject_errors_total", "Control packets the TUN refused to take."),
-		tunDropped:     m.newDesc("tunnel", "dropped_packets_total", "Packets the kernel dropped on the TUN's transmit queue (tx_dropped): the gateway did not read fast enough."),
+		buildInfo:         m.newDesc("", "build_info", "Build information; always 1.", "version", "revision", "goversion"),
+		contexts:          m.newDesc("", "contexts", "Shim6 contexts by state (RFC 5533 §6.2).", "state"),
+		establishments:    m.newDesc("context", "establishments_total", "Context establishments by result.", "result"),
+		messages:          m.newDesc("control", "messages_total", "Shim6 control messages by type and direction.", "type", "direction"),
+		controlDrops:      m.newDesc("control", "dropped_messages_total", "Control messages the engine ignored, by reason.", "reason"),
+		explorations:      m.newDesc("reap", "explorations_total", "REAP path explorations started (RFC 5534 §4.3)."),
+		failovers:         m.newDesc("reap", "failovers_total", "REAP moves of a context to another locator pair."),
+		evictions:         m.newDesc("context", "evictions_total", "Idle or unestablished contexts evicted at limits.max_contexts to make room for a new one."),
+		uplinkUp:          m.newDesc("uplink", "up", "1 while the uplink is usable (carrier, address, route).", "uplink"),
+		uplinkPackets:     m.newDesc("uplink", "packets_total", "Packets forwarded through the uplink: outbound by source, inbound by destination locator.", "uplink", "direction"),
+		uplinkBytes:       m.newDesc("uplink", "bytes_total", "Bytes forwarded through the uplink: outbound by source, inbound by destination locator.", "uplink", "direction"),
+		lastReloadOK:      m.newDesc("config", "last_reload_successful", "1 unless the last configuration reload (SIGHUP) was rejected."),
+		tunUp:             m.newDesc("tunnel", "up", "1 while the TUN device is up."),
+		packets:           m.newDesc("dataplane", "packets_total", "Packets through the data plane by direction and path kind.", "direction", "path"),
+		bytes:             m.newDesc("dataplane", "bytes_total", "Bytes through the data plane by direction and path kind.", "direction", "path"),
+		packetDrops:       m.newDesc("rewrite", "dropped_packets_total", "Packets the data plane dropped, by reason.", "direction", "reason"),
+		reloads:           m.newDesc("config", "reloads_total", "Configuration reloads (SIGHUP) by result.", "result"),
+		noticeDrops:       m.newDesc("dataplane", "dropped_notices_total", "Data-plane notices (traffic seen, unknown tag, path error) lost because the control loop's queue was full."),
+		injectErrors:      m.newDesc("control", "inject_errors_total", "Control packets the TUN refused to take."),
+		controlQueueDrops: m.newDesc("control", "queue_dropped_messages_total", "Control messages (and ICMPv6 errors about them) lost because the control loop's queue was full."),
+		tunDropped:        m.newDesc("tunnel", "dropped_packets_total", "Packets the kernel dropped on the TUN's transmit queue (tx_dropped): the gateway did not read fast enough."),
 	}
 	m.reg.MustRegister(m, m.FailoverDuration, m.PathRTT, m.BatchSize)
 	if opts.Runtime {
@@ -245,7 +247,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	d := m.descs
 	for _, x := range []*prometheus.Desc{d.buildInfo, d.contexts, d.establishments, d.messages, d.controlDrops,
 		d.explorations, d.failovers, d.evictions, d.uplinkUp, d.tunUp, d.packets, d.bytes,
-		d.packetDrops, d.reloads, d.lastReloadOK, d.noticeDrops, d.injectErrors, d.tunDropped, d.uplinkPackets, d.uplinkBytes} {
+		d.packetDrops, d.reloads, d.lastReloadOK, d.noticeDrops, d.injectErrors, d.controlQueueDrops, d.tunDropped, d.uplinkPackets, d.uplinkBytes} {
 		ch <- x
 	}
 }
@@ -312,6 +314,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(d.noticeDrops, ds.NoticeDrops)
 	counter(d.injectErrors, ds.InjectErrors)
+	counter(d.controlQueueDrops, ds.ControlQueueDrops)
 	counter(d.reloads, m.reloadsOK.Load(), "success")
 	counter(d.reloads, m.reloadsFailed.Load(), "failure")
 	gauge(d.lastReloadOK, b2f(!m.lastReloadFailed.Load()))
