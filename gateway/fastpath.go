@@ -66,6 +66,18 @@ func StartFastpath(o FastpathOptions) (*Fastpath, error) {
 	if o.Mode == FastpathOff {
 		return nil, nil
 	}
+	filters, err := forwardFilters()
+	if err != nil {
+		log.Info("cannot list the netfilter rules the kernel fast path would bypass", "err", err)
+	}
+	if len(filters) > 0 {
+		if o.Mode != FastpathEBPF {
+			log.Warn("kernel fast path not used: netfilter filters forwarded packets here and would not see the ones it forwards; every packet takes the TUN path (dataplane.fastpath: ebpf uses it anyway)",
+				"filters", filters)
+			return nil, nil
+		}
+		log.Warn("kernel fast path bypasses netfilter for the packets it forwards", "filters", filters)
+	}
 	f, err := startFastpath(o, log)
 	if err != nil {
 		if o.Mode == FastpathEBPF {
