@@ -219,6 +219,9 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 		// Before the plumbing goes: the final RA tells hosts to stop
 		// using this router (RFC 4861 §6.2.5).
 		defer lanSvc.Close()
+		if lanSvc.SLAAC != nil {
+			fp.ExcludeLocal(lanSvc.SLAAC.InPool)
+		}
 	}
 
 	sigs := o.Signals

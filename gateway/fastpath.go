@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,7 @@ type Fastpath struct {
 	mu      sync.Mutex
 	att     *fastpath.Attachment // nil once detached after a failed publish
 	tooMany bool                 // logged that contexts beyond the maps stay on the TUN path
+	exclude func(netip.Addr) bool
 
 	packets, bytes *prometheus.Desc
 }
@@ -113,6 +115,19 @@ func startFastpath(o FastpathOptions, log *slog.Logger) (*Fastpath, error) {
 	}, nil
 }
 
+// ExcludeLocal keeps the contexts of local ULIDs for which skip reports
+// true on the TUN path: the SLAAC translation's ULIDs, whose packets the
+// data plane translates around the rewriter and the program cannot. Call
+// it before the first Publish.
+func (f *Fastpath) ExcludeLocal(skip func(netip.Addr) bool) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.exclude = skip
+}
+
 // Publish mirrors a table published to the rewrite.Rewriter into the
 // kernel; call it right after Rewriter.Publish with the same Config and
 // Table. If the maps cannot follow, the program is detached (one log
@@ -125,6 +140,15 @@ func (f *Fastpath) Publish(cfg rewrite.Config, t *rewrite.Table) {
 	defer f.mu.Unlock()
 	if f.att == nil {
 		return
+	}
+	if f.exclude != nil {
+		kept := make([]rewrite.ContextConfig, 0, len(cfg.Contexts))
+		for _, cc := range cfg.Contexts {
+			if !f.exclude(cc.LocalULID) {
+				kept = append(kept, cc)
+			}
+		}
+		cfg.Contexts = kept
 	}
 	err := f.prog.Maps().Apply(cfg, t)
 	if errors.Is(err, fastpath.ErrTooMany) {

@@ -91,6 +91,15 @@ func TestFastpathHookInNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Publish(cfg, tab)
+	if nt, np := f.prog.Maps().Len(); nt != 1 || np != 1 {
+		t.Errorf("maps hold %d tags %d pairs after publish, want 1 1", nt, np)
+	}
+	// A SLAAC-translated ULID's context stays on the TUN path.
+	f.ExcludeLocal(func(a netip.Addr) bool { return a == cfg.Contexts[0].LocalULID })
+	f.Publish(cfg, tab)
+	if nt, np := f.prog.Maps().Len(); nt != 0 || np != 0 {
+		t.Errorf("maps hold %d tags %d pairs with the context excluded, want 0 0", nt, np)
+	}
 	f.Harvest(1)
 	if n := testutil.CollectAndCount(f, "shim6gw_fastpath_packets_total"); n != int(fastpath.NumVerdicts) {
 		t.Errorf("%d packet series, want one per verdict (%d)", n, fastpath.NumVerdicts)

@@ -164,21 +164,20 @@ type TUNConfig struct {
 
 // Values of dataplane.fastpath.
 const (
-	// FastpathAuto uses the kernel fast path where the kernel and the
-	// process's capabilities allow, else the TUN path with one log line
-	// saying why.
+	// FastpathAuto (the default) uses the kernel fast path where the
+	// kernel and the process's capabilities allow and no netfilter chain
+	// filters forwarded IPv6, else the TUN path with one log line saying
+	// why.
 	FastpathAuto = "auto"
 	// FastpathEBPF requires the fast path: the daemon fails without it.
 	FastpathEBPF = "ebpf"
-	// FastpathOff keeps every packet on the TUN path. The default until
-	// the fast path keeps the carrier-loss failover gap under load
-	// (docs/architecture.md §6a).
+	// FastpathOff keeps every packet on the TUN path.
 	FastpathOff = "off"
 )
 
 // DataplaneConfig selects the data plane.
 type DataplaneConfig struct {
-	// Fastpath: FastpathAuto, FastpathEBPF or FastpathOff (default)
+	// Fastpath: FastpathAuto (default), FastpathEBPF or FastpathOff
 	// (docs/architecture.md, "Kernel fast path").
 	Fastpath string `yaml:"fastpath"`
 }

@@ -44,7 +44,7 @@ func TestLoadConfigGood(t *testing.T) {
 		HBA:       HBAConfig{SecretFile: "secret", Hosts: 16, Sec: 0, Secret: []byte(testSecret)},
 		TUN:       TUNConfig{Name: "shim6gw0", Backend: "offload", Queues: 1, MTU: 1500, TxQueueLen: 1000},
 		Admin:     AdminConfig{Listen: "127.0.0.1:9146"},
-		Dataplane: DataplaneConfig{Fastpath: FastpathOff},
+		Dataplane: DataplaneConfig{Fastpath: FastpathAuto},
 		Timers:    timers,
 		Policy:    shim6.Policy{InitiateAfterNotices: 1, Window: 30 * time.Second, MaxPending: 65536},
 		Limits:    DefaultLimits(),

@@ -54,7 +54,7 @@ func defaultConfig() *Config {
 		HBA:       HBAConfig{Hosts: DefaultHBAHosts},
 		TUN:       TUNConfig{Name: DefaultTUNName, Backend: DefaultTUNBackend, Queues: 1, MTU: DefaultTUNMTU, TxQueueLen: DefaultTxQueueLen},
 		Admin:     AdminConfig{Listen: DefaultAdminListen},
-		Dataplane: DataplaneConfig{Fastpath: FastpathOff},
+		Dataplane: DataplaneConfig{Fastpath: FastpathAuto},
 		Timers:    shim6.DefaultTimers(),
 		Policy:    shim6.DefaultPolicy(),
 		Limits:    DefaultLimits(),

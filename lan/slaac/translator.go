@@ -395,3 +395,10 @@ func (tr *Translator) Run(ctx context.Context, interval time.Duration) {
 		tr.Save()
 	}
 }
+
+// InPool reports whether ulid is one of the book entries the translation
+// maps hosts to: packets to and from it must cross the translator.
+func (tr *Translator) InPool(ulid netip.Addr) bool {
+	_, ok := tr.byULID[ulid.As16()]
+	return ok
+}

@@ -137,3 +137,17 @@ func TestConfigValidateNamesKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestInPoolIsThePoolsULIDs: the ULIDs of pool entries 4..7, mapped or
+// not, and nothing else (the kernel fast path keeps them off).
+func TestInPoolIsThePoolsULIDs(t *testing.T) {
+	f := newFixture(t, nil)
+	for e := range 8 {
+		if got := f.tr.InPool(f.ulid(e)); got != (e >= 4) {
+			t.Errorf("entry %d: InPool %v", e, got)
+		}
+	}
+	if f.tr.InPool(hostStable) || f.tr.InPool(peer) {
+		t.Error("a host or peer address counted as a pool ULID")
+	}
+}
