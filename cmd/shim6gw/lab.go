@@ -134,16 +134,15 @@ func parseLabFlags(args []string, stdout io.Writer) (f labFlags, help bool, err 
 		return f, false, fmt.Errorf("lab: --fastpath %q: want auto, ebpf or off", f.fastpath)
 	case f.ha && f.kernel:
 		return f, false, errors.New("lab: --ha runs the daemon; it does not go with --kernel")
-	case f.throughput > 0:
-		if err := throughputConflict(f); err != nil {
-			return f, false, err
-		}
 	case f.vrrpAdvert < 10*time.Millisecond || f.vrrpAdvert > 40950*time.Millisecond:
 		return f, false, fmt.Errorf("lab: --vrrp-advert %v is not in 10ms..40.95s", f.vrrpAdvert)
 	case f.plot != "" && !lab.PlotFormatOK(f.plot):
 		return f, false, fmt.Errorf("lab: --plot %q: want a .svg or .png file", f.plot)
 	case !strings.HasPrefix(f.prefix, lab.DefaultPrefix):
 		return f, false, fmt.Errorf("lab: --prefix %q does not start with %s", f.prefix, lab.DefaultPrefix)
+	}
+	if f.throughput > 0 {
+		return f, false, throughputConflict(f)
 	}
 	return f, false, nil
 }

@@ -44,6 +44,7 @@ func TestParseLabFlags(t *testing.T) {
 		{"throughput with keep", []string{"--throughput", "1s", "--keep"}, labFlags{}, "--keep does not go with --throughput"},
 		{"throughput with capture", []string{"--throughput", "1s", "--capture", "/tmp/c"}, labFlags{}, "--capture does not go with --throughput"},
 		{"throughput with plot", []string{"--throughput", "1s", "--plot", "x.svg"}, labFlags{}, "--plot does not go with --throughput"},
+		{"throughput with foreign prefix", []string{"--throughput", "1s", "--prefix", "s6gw"}, labFlags{}, "does not start with s6lab"},
 		{"throughput with fastpath auto", []string{"--throughput", "1s", "--fastpath", "auto"}, labFlags{}, "auto would leave the rows' fastpath unknown"},
 		{"fastpath auto", []string{"--fastpath", "auto"}, func() labFlags { f := def; f.fastpath = "auto"; return f }(), ""},
 		{"fastpath unknown", []string{"--fastpath", "xdp"}, labFlags{}, `--fastpath "xdp": want auto, ebpf or off`},
