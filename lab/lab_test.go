@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/shim6gw/shim6gw/gateway/metrics"
 )
 
 func TestAddressingPlan(t *testing.T) {
@@ -293,9 +295,11 @@ func FuzzToolOutput(f *testing.F) {
 	f.Add([]byte(`{"nftables":[{"counter":{"name":"ingress_drops","packets":1,"bytes":2}}]}`))
 	f.Add([]byte(`{"end":{"sum_received":{"seconds":1,"bits_per_second":5}}}`))
 	f.Add([]byte(`{"nftables":[{"counter":null}]}`))
+	f.Add([]byte("shim6gw_fastpath_packets_total{path=\"fast\",verdict=\"fast_out_pass\"} 3\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = parseCounter(b, "ingress_drops")
 		_, _ = parseIperf3(b)
+		_, _ = parseFastpathCounts(b)
 	})
 }
 
@@ -340,5 +344,70 @@ func TestLabTimersMatchExample(t *testing.T) {
 	}
 	if d := cmp.Diff(example, ours); d != "" {
 		t.Errorf("LabTimers differ from deploy/examples/lab-gateway.yaml (-example +lab):\n%s", d)
+	}
+}
+
+func TestParseFastpathCounts(t *testing.T) {
+	body := []byte(`# HELP shim6gw_fastpath_packets_total Packets the kernel fast path saw.
+# TYPE shim6gw_fastpath_packets_total counter
+shim6gw_fastpath_packets_total{path="fast",verdict="fast_out_pass"} 100
+shim6gw_fastpath_packets_total{path="fast",verdict="fast_in_strip"} 20
+shim6gw_fastpath_packets_total{path="tun",verdict="tun_gso"} 7
+shim6gw_fastpath_packets_total{path="drop",verdict="drop_helper"} 1
+# HELP shim6gw_fastpath_bytes_total Bytes.
+# TYPE shim6gw_fastpath_bytes_total counter
+shim6gw_fastpath_bytes_total{path="fast",verdict="fast_out_pass"} 1.5e+06
+shim6gw_fastpath_bytes_total{path="tun",verdict="tun_gso"} 450000
+# HELP shim6gw_fastpath_packets_total_extra Not ours.
+# TYPE shim6gw_fastpath_packets_total_extra counter
+shim6gw_fastpath_packets_total_extra{path="fast"} 99
+# TYPE shim6gw_contexts gauge
+shim6gw_contexts 2
+`)
+	got, err := parseFastpathCounts(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]PathCount{"fast": {120, 1.5e6}, "tun": {7, 450000}, "drop": {1, 0}}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("counts (-want +got):\n%s", d)
+	}
+	// Without the fast path the metrics are absent: no paths.
+	if got, err := parseFastpathCounts([]byte("# TYPE shim6gw_contexts gauge\nshim6gw_contexts 2\n")); err != nil || len(got) != 0 {
+		t.Errorf("without fast-path metrics: %v, %v", got, err)
+	}
+	if _, err := parseFastpathCounts([]byte("shim6gw_fastpath_packets_total{path=\"fast\" 3\n")); err == nil {
+		t.Error("malformed exposition accepted")
+	}
+}
+
+func TestContextConditions(t *testing.T) {
+	h1, h2 := netip.MustParseAddr("2001:db8:a1:1::100"), netip.MustParseAddr("2001:db8:a2:1::100")
+	h1b, h2b := netip.MustParseAddr("2001:db8:b1:1::100"), netip.MustParseAddr("2001:db8:b2:1::100")
+	ctx := func(state string, ll, pl netip.Addr) metrics.ContextInfo {
+		return metrics.ContextInfo{LocalULID: h1, PeerULID: h2, State: state, LocalLocator: ll, PeerLocator: pl}
+	}
+	pb := Site1.B.Prefix
+	for _, tc := range []struct {
+		c                          metrics.ContextInfo
+		ulids, localInPB, peerInPB bool
+	}{
+		{ctx("established", h1, h2), true, false, false},
+		{ctx("i1_sent", h1, h2), false, false, false},
+		{ctx("established", h1b, h2), false, true, false},
+		{ctx("established", h1, h2b), false, false, false},
+		{ctx("established", h1b, h2b), false, true, false},
+		{metrics.ContextInfo{LocalULID: h2, PeerULID: h1, State: "established", LocalLocator: h2, PeerLocator: h1b}, false, false, true},
+		{ctx("exploring", h1b, h2), false, false, false},
+	} {
+		if got := OnULIDPair(tc.c); got != tc.ulids {
+			t.Errorf("OnULIDPair(%+v) = %v", tc.c, got)
+		}
+		if got := LocatorIn(pb, false)(tc.c); got != tc.localInPB {
+			t.Errorf("LocatorIn(P_B, local)(%+v) = %v", tc.c, got)
+		}
+		if got := LocatorIn(pb, true)(tc.c); got != tc.peerInPB {
+			t.Errorf("LocatorIn(P_B, peer)(%+v) = %v", tc.c, got)
+		}
 	}
 }

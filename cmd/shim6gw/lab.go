@@ -42,7 +42,18 @@ configuration behind keepalived (VRRPv3, lab.LabVRRP timers; --vrrp-advert
 time with the failure and the gateways' failover, recovery and VRRP
 events (SVG or PNG by the file's extension).
 
-The exit status is 0 when both connections were established and survived.
+With --throughput D, instead of the failover scenario: iperf3 TCP (one
+stream, D per row) from h1 through the daemon lab, once with
+dataplane.fastpath ebpf and once off (--fastpath ebpf|off picks one):
+h1→h2 with the context on its ULID pair (passthrough); then ISP A fails
+(carrier loss) and, once the context is shimmed via P_B, h1→h2 (shimmed)
+and h1→legacy (fallback, translated to h1's P_B locator); each with the
+veths' TSO/GSO on and with TSO/GSO/GRO off. Then the same host pairs in a
+kernel-forwarding lab, offloads on (kernel) and off (kernel-per-packet).
+Prints the rows and the ratios against the goals of the kernel fast path.
+
+The exit status is 0 when both connections were established and survived
+(with --throughput: when every row was measured).
 A new run first removes what a killed run left behind; Ctrl-C tears down.
 
 flags:
@@ -67,6 +78,8 @@ type labFlags struct {
 	vrrpAdvert  time.Duration
 	plot        string
 	fastpath    string
+	// set holds the flags given on the command line (by name).
+	set map[string]bool
 }
 
 // parseLabFlags parses args; help is true for -h.
@@ -86,7 +99,7 @@ func parseLabFlags(args []string, stdout io.Writer) (f labFlags, help bool, err 
 	fset.BoolVar(&f.kernel, "kernel", false, "plain kernel forwarding in the gateways instead of shim6gw (the baseline)")
 	fset.BoolVar(&f.down, "down", false, "only remove a lab left by --keep or a killed run, then exit")
 	fset.StringVar(&f.prefix, "prefix", lab.DefaultPrefix, "namespace name prefix (must start with s6lab)")
-	fset.DurationVar(&f.throughput, "throughput", 0, "also measure iperf3 throughput for this long: h1→legacy and h1→h2 after the failure, then the same in a kernel-forwarding lab")
+	fset.DurationVar(&f.throughput, "throughput", 0, "instead of the failover scenario, measure iperf3 throughput for this long per row: passthrough, shimmed and fallback in the daemon lab with the fast path on and off, then kernel forwarding")
 	fset.DurationVar(&f.sendTimeout, "send-timeout", 0, "REAP Send and Keepalive Timeout of both gateways, 100ms..65535s (default: the lab timers' 300ms)")
 	if err := fset.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -100,6 +113,8 @@ func parseLabFlags(args []string, stdout io.Writer) (f labFlags, help bool, err 
 	if fset.NArg() > 0 {
 		return f, false, fmt.Errorf("lab: unexpected argument %q", fset.Arg(0))
 	}
+	f.set = map[string]bool{}
+	fset.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	if f.fail, err = lab.ParseFailMode(*fail); err != nil {
 		return f, false, err
 	}
@@ -119,14 +134,15 @@ func parseLabFlags(args []string, stdout io.Writer) (f labFlags, help bool, err 
 		return f, false, fmt.Errorf("lab: --fastpath %q: want auto, ebpf or off", f.fastpath)
 	case f.ha && f.kernel:
 		return f, false, errors.New("lab: --ha runs the daemon; it does not go with --kernel")
-	case f.ha && f.throughput > 0:
-		return f, false, errors.New("lab: --throughput does not go with --ha")
 	case f.vrrpAdvert < 10*time.Millisecond || f.vrrpAdvert > 40950*time.Millisecond:
 		return f, false, fmt.Errorf("lab: --vrrp-advert %v is not in 10ms..40.95s", f.vrrpAdvert)
 	case f.plot != "" && !lab.PlotFormatOK(f.plot):
 		return f, false, fmt.Errorf("lab: --plot %q: want a .svg or .png file", f.plot)
 	case !strings.HasPrefix(f.prefix, lab.DefaultPrefix):
 		return f, false, fmt.Errorf("lab: --prefix %q does not start with %s", f.prefix, lab.DefaultPrefix)
+	}
+	if f.throughput > 0 {
+		return f, false, throughputConflict(f)
 	}
 	return f, false, nil
 }
@@ -155,6 +171,9 @@ func runLab(args []string, stdout, stderr io.Writer) int {
 		setSendTimeout(f.sendTimeout)
 	}
 	r := &labRun{f: f, stdout: stdout, stderr: stderr, events: lab.NewEventLog()}
+	if f.throughput > 0 {
+		return r.runThroughput(ctx)
+	}
 	return r.run(ctx)
 }
 
@@ -173,19 +192,6 @@ func (r *labRun) say(format string, args ...any) {
 	}
 }
 
-// labResult is the --json object: the scenario report plus throughput.
-type labResult struct {
-	*lab.Report
-	Throughput []throughputJSON `json:"throughput,omitempty"`
-}
-
-type throughputJSON struct {
-	Mode        string  `json:"mode"`
-	Path        string  `json:"path"`
-	MbitPerSec  float64 `json:"mbit_per_s"`
-	Retransmits int     `json:"retransmits"`
-}
-
 func (r *labRun) run(ctx context.Context) int {
 	dir, err := os.MkdirTemp("", "shim6gw-lab-")
 	if err != nil {
@@ -196,7 +202,7 @@ func (r *labRun) run(ctx context.Context) int {
 	if r.f.kernel {
 		mode = lab.KernelForwarding
 	}
-	l, gwLog, err := r.build(ctx, mode)
+	l, gwLog, err := r.build(ctx, mode, r.f.fastpath)
 	if gwLog != nil {
 		defer gwLog.Close()
 	}
@@ -242,7 +248,6 @@ func (r *labRun) run(ctx context.Context) int {
 	if err != nil {
 		return failf(r.stderr, exitFail, "%v", err)
 	}
-	res := labResult{Report: rep}
 	if r.f.plot != "" {
 		if err := plotReport(rep, r.plotTitle(), r.f.plot); err != nil {
 			fmt.Fprintf(r.stderr, "shim6gw: lab: %v\n", err)
@@ -257,36 +262,11 @@ func (r *labRun) run(ctx context.Context) int {
 				filepath.Join(r.f.capture, "gw{1,2}-control.pcap"), filepath.Join(r.f.capture, "gw{1,2}.pcapng"))
 		}
 	}
-	if r.f.throughput > 0 && rep.Established {
-		res.Throughput = r.throughputs(ctx, l, mode)
-		if mode == lab.Daemon && ctx.Err() == nil {
-			// The baseline: the same lab with plain kernel forwarding.
-			if err := l.Down(); err != nil {
-				fmt.Fprintf(r.stderr, "shim6gw: lab: down: %v\n", err)
-			}
-			r.say("building the kernel-forwarding baseline for throughput")
-			var kgwLog *os.File
-			l, kgwLog, err = r.build(ctx, lab.KernelForwarding)
-			if kgwLog != nil {
-				kgwLog.Close()
-			}
-			if err != nil {
-				return failf(r.stderr, exitFail, "%v", err)
-			}
-			mode = lab.KernelForwarding // the lab --keep leaves up
-			res.Throughput = append(res.Throughput, r.throughputs(ctx, l, lab.KernelForwarding)...)
-		}
-	}
 	if r.f.json {
 		enc := json.NewEncoder(r.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
+		if err := enc.Encode(rep); err != nil {
 			return failf(r.stderr, exitFail, "lab: %v", err)
-		}
-	} else if len(res.Throughput) > 0 {
-		r.say("throughput (iperf3, %v each):", r.f.throughput)
-		for _, t := range res.Throughput {
-			r.say("  %-6s %-30s %8.1f Mbit/s (%d retransmits)", t.Mode, t.Path, t.MbitPerSec, t.Retransmits)
 		}
 	}
 	if r.f.keep && ctx.Err() == nil {
@@ -302,17 +282,15 @@ func (r *labRun) run(ctx context.Context) int {
 	return exitOK
 }
 
-// build creates and starts a lab in mode. In Daemon mode the hosts get
-// entry 0 of their site's HBA book and the gateways run this executable.
-func (r *labRun) build(ctx context.Context, mode lab.Mode) (*lab.Lab, *os.File, error) {
+// build creates and starts a lab in mode, with the gateways'
+// dataplane.fastpath in Daemon mode. In Daemon mode the hosts get entry 0
+// of their site's HBA book and the gateways run this executable; the
+// failover scenario adds the LAN hosts h1d and h1s.
+func (r *labRun) build(ctx context.Context, mode lab.Mode, fastpath string) (*lab.Lab, *os.File, error) {
 	opts := lab.Options{Prefix: r.f.prefix, Mode: mode, Dir: r.dir, CaptureDir: r.f.capture,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Events: r.events,
-		HA: r.f.ha && mode == lab.Daemon, VRRP: lab.VRRPTimers{Advert: r.f.vrrpAdvert}, Fastpath: r.f.fastpath,
-		LANHosts: mode == lab.Daemon && !r.f.ha}
-	if mode == lab.KernelForwarding && !r.f.kernel {
-		// The throughput baseline: keep the daemon lab's captures.
-		opts.CaptureDir = ""
-	}
+		HA: r.f.ha && mode == lab.Daemon, VRRP: lab.VRRPTimers{Advert: r.f.vrrpAdvert}, Fastpath: fastpath,
+		LANHosts: mode == lab.Daemon && !r.f.ha && r.f.throughput == 0}
 	var gwLog *os.File
 	var l *lab.Lab
 	if mode == lab.Daemon {
@@ -389,39 +367,6 @@ func (r *labRun) progress() func(lab.Progress) {
 	}
 }
 
-// throughputs measures h1→legacy and h1→h2 (through both gateways). In
-// Daemon mode without a failure both are forwarded unchanged through the
-// TUN (passthrough); after a failure of ISP A the h1–h2 context is shimmed
-// via P_B and the legacy flow is translated to h1's P_B locator.
-func (r *labRun) throughputs(ctx context.Context, l *lab.Lab, mode lab.Mode) []throughputJSON {
-	h1 := l.HostAddrs(lab.H1)[0]
-	legacy, h2 := "h1->legacy", "h1->h2"
-	if mode == lab.Daemon {
-		legacy, h2 = "h1->legacy (passthrough)", "h1->h2 (context, ULID pair)"
-		if r.f.fail != lab.FailNone {
-			legacy, h2 = "h1->legacy (fallback via P_B)", "h1->h2 (shimmed via P_B)"
-		}
-	}
-	var out []throughputJSON
-	for i, p := range []struct {
-		name string
-		to   lab.Node
-		dst  netip.Addr
-	}{
-		{legacy, lab.Legacy, lab.LegacyAddr},
-		{h2, lab.H2, l.HostAddrs(lab.H2)[0]},
-	} {
-		r.say("measuring %s %s for %v", mode, p.name, r.f.throughput)
-		t, err := l.Iperf3(ctx, lab.H1, h1, p.to, p.dst, uint16(5701+i), r.f.throughput)
-		if err != nil {
-			fmt.Fprintf(r.stderr, "shim6gw: lab: %v\n", err)
-			continue
-		}
-		out = append(out, throughputJSON{Mode: mode.String(), Path: p.name, MbitPerSec: t.BitsPerSecond / 1e6, Retransmits: t.Retransmits})
-	}
-	return out
-}
-
 // printKeep tells how to enter the lab left up.
 func (r *labRun) printKeep(l *lab.Lab, mode lab.Mode) {
 	w := r.stdout
@@ -435,9 +380,7 @@ func (r *labRun) printKeep(l *lab.Lab, mode lab.Mode) {
 	if mode == lab.Daemon {
 		fmt.Fprintf(w, "  sudo ip netns exec %s curl -s http://%s/debug/contexts\n", l.NS(gw), lab.AdminListen)
 	}
-	// After --throughput the kernel baseline is up, but the daemon lab's
-	// files stay.
-	if _, err := os.Stat(filepath.Join(r.dir, "gateways.log")); err == nil {
+	if mode == lab.Daemon {
 		fmt.Fprintf(w, "configs, secrets and the gateways' log: %s\n", r.dir)
 	}
 	fmt.Fprintf(w, "remove it with\n  sudo go run ./cmd/shim6gw lab --down --prefix %s\n", r.f.prefix)

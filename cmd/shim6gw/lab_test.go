@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/shim6gw/shim6gw/lab"
 )
@@ -27,9 +28,24 @@ func TestParseLabFlags(t *testing.T) {
 	}{
 		{"defaults", nil, def, ""},
 		{"all", []string{"--fail", "blackhole", "--fail-at", "1s", "--duration", "4s", "--json", "--capture", "/tmp/c",
-			"--keep", "--kernel", "--prefix", "s6labx", "--throughput", "2s", "--send-timeout", "1s"},
+			"--keep", "--kernel", "--prefix", "s6labx", "--send-timeout", "1s"},
 			labFlags{fail: lab.FailBlackhole, failAt: time.Second, duration: 4 * time.Second, json: true, capture: "/tmp/c",
-				keep: true, kernel: true, prefix: "s6labx", throughput: 2 * time.Second, sendTimeout: time.Second, vrrpAdvert: lab.LabVRRP.Advert, fastpath: "off"}, ""},
+				keep: true, kernel: true, prefix: "s6labx", sendTimeout: time.Second, vrrpAdvert: lab.LabVRRP.Advert, fastpath: "off"}, ""},
+		{"throughput", []string{"--throughput", "2s", "--json", "--prefix", "s6labx", "--send-timeout", "1s", "--fastpath", "ebpf"},
+			func() labFlags {
+				f := def
+				f.throughput, f.json, f.prefix, f.sendTimeout, f.fastpath = 2*time.Second, true, "s6labx", time.Second, "ebpf"
+				return f
+			}(), ""},
+		{"throughput with fail", []string{"--throughput", "1s", "--fail", "link"}, labFlags{}, "--fail does not go with --throughput"},
+		{"throughput with fail-at", []string{"--throughput", "1s", "--fail-at", "1s"}, labFlags{}, "--fail-at does not go with --throughput"},
+		{"throughput with duration", []string{"--throughput", "1s", "--duration", "5s"}, labFlags{}, "--duration does not go with --throughput"},
+		{"throughput with kernel", []string{"--throughput", "1s", "--kernel"}, labFlags{}, "--kernel does not go with --throughput"},
+		{"throughput with keep", []string{"--throughput", "1s", "--keep"}, labFlags{}, "--keep does not go with --throughput"},
+		{"throughput with capture", []string{"--throughput", "1s", "--capture", "/tmp/c"}, labFlags{}, "--capture does not go with --throughput"},
+		{"throughput with plot", []string{"--throughput", "1s", "--plot", "x.svg"}, labFlags{}, "--plot does not go with --throughput"},
+		{"throughput with foreign prefix", []string{"--throughput", "1s", "--prefix", "s6gw"}, labFlags{}, "does not start with s6lab"},
+		{"throughput with fastpath auto", []string{"--throughput", "1s", "--fastpath", "auto"}, labFlags{}, "auto would leave the rows' fastpath unknown"},
 		{"fastpath auto", []string{"--fastpath", "auto"}, func() labFlags { f := def; f.fastpath = "auto"; return f }(), ""},
 		{"fastpath unknown", []string{"--fastpath", "xdp"}, labFlags{}, `--fastpath "xdp": want auto, ebpf or off`},
 		{"ha", []string{"--ha", "--fail", "gateway", "--vrrp-advert", "1s", "--plot", "x.PNG"},
@@ -40,7 +56,7 @@ func TestParseLabFlags(t *testing.T) {
 			}(), ""},
 		{"gateway without ha", []string{"--fail", "gateway"}, labFlags{}, "--fail gateway needs --ha"},
 		{"ha with kernel", []string{"--ha", "--kernel"}, labFlags{}, "does not go with --kernel"},
-		{"ha with throughput", []string{"--ha", "--throughput", "1s"}, labFlags{}, "--throughput does not go with --ha"},
+		{"ha with throughput", []string{"--ha", "--throughput", "1s"}, labFlags{}, "--ha does not go with --throughput"},
 		{"vrrp advert too short", []string{"--ha", "--vrrp-advert", "5ms"}, labFlags{}, "is not in 10ms..40.95s"},
 		{"plot format", []string{"--plot", "x.pdf"}, labFlags{}, "want a .svg or .png file"},
 		{"send timeout sub-second", []string{"--send-timeout", "250ms"}, func() labFlags { f := def; f.sendTimeout = 250 * time.Millisecond; return f }(), ""},
@@ -72,7 +88,7 @@ func TestParseLabFlags(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(labFlags{})); diff != "" {
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(labFlags{}), cmpopts.IgnoreFields(labFlags{}, "set")); diff != "" {
 				t.Errorf("flags (-want +got):\n%s", diff)
 			}
 		})
@@ -231,5 +247,172 @@ func TestSetSendTimeout(t *testing.T) {
 	cfg := string(lab.GatewayConfig(lab.Site1, "s", ""))
 	if !strings.Contains(cfg, "  send_timeout: 1s\n") || !strings.Contains(cfg, "  keepalive_timeout: 1s\n") {
 		t.Errorf("generated config does not use the new timers:\n%s", cfg)
+	}
+}
+
+func TestThroughputFastpaths(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--throughput", "1s"}, []string{"ebpf", "off"}},
+		{[]string{"--throughput", "1s", "--fastpath", "ebpf"}, []string{"ebpf"}},
+		{[]string{"--throughput", "1s", "--fastpath", "off"}, []string{"off"}},
+	} {
+		f, _, err := parseLabFlags(tc.args, &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.throughputFastpaths(); !slices.Equal(got, tc.want) {
+			t.Errorf("%v: daemon labs %v, want %v", tc.args, got, tc.want)
+		}
+	}
+}
+
+// fullThroughputRows is one run's rows: every daemon row, and the kernel
+// rows as kernelRows makes them (one measurement per host pair and mode).
+func fullThroughputRows() []throughputRow {
+	d := func(kind string, fp, off bool, mbit float64) throughputRow {
+		return throughputRow{Mode: modeDaemon, PathKind: kind, Fastpath: fp, Offloads: off, MbitPerSec: mbit}
+	}
+	rows := []throughputRow{
+		d(kindPassthrough, true, true, 9500), d(kindPassthrough, true, false, 4000),
+		d(kindShimmed, true, false, 3600), d(kindFallback, true, false, 700),
+		d(kindShimmed, true, true, 500), d(kindFallback, true, true, 3000),
+		d(kindPassthrough, false, true, 5000), d(kindPassthrough, false, false, 400),
+		d(kindShimmed, false, false, 1000), d(kindFallback, false, false, 650),
+		d(kindShimmed, false, true, 1500), d(kindFallback, false, true, 2900),
+	}
+	for _, k := range []struct {
+		mode string
+		off  bool
+		h2   float64
+		leg  float64
+	}{{modeKernel, true, 10000, 12000}, {modeKernelPerPacket, false, 4500, 5000}} {
+		rows = append(rows, kernelRows(lab.Throughput{BitsPerSecond: k.h2 * 1e6}, k.mode, k.off, "h1->h2", kindPassthrough, kindShimmed)...)
+		rows = append(rows, kernelRows(lab.Throughput{BitsPerSecond: k.leg * 1e6}, k.mode, k.off, "h1->legacy", kindFallback)...)
+	}
+	return rows
+}
+
+func TestThroughputRatios(t *testing.T) {
+	rows := fullThroughputRows()
+	if len(rows) != 3*throughputRowsPerLab {
+		t.Fatalf("%d rows, want %d", len(rows), 3*throughputRowsPerLab)
+	}
+	got := throughputRatios(rows)
+	want := []throughputRatio{
+		{Name: "passthrough: fast path / kernel", Value: 0.95, Goal: 0.95, Met: true},
+		{Name: "shimmed: fast path / kernel-per-packet (offloads off)", Value: 0.8, Goal: 0.8, Met: true},
+		{Name: "shimmed: fast path / TUN path (offloads off)", Value: 3.6, Goal: 3, Met: true},
+		{Name: "shimmed: fast path (offloads off) / TUN path (offloads on)", Value: 2.4, Goal: 3, Met: false},
+	}
+	if d := cmp.Diff(want, got, cmpopts.EquateApprox(0, 1e-9)); d != "" {
+		t.Errorf("ratios (-want +got):\n%s", d)
+	}
+
+	// A goal whose rows are missing or zero is left out, not divided by 0.
+	var partial []throughputRow
+	for _, r := range rows {
+		if r.Mode == modeKernel {
+			continue
+		}
+		if r.Mode == modeDaemon && !r.Fastpath && r.Offloads {
+			r.MbitPerSec = 0
+		}
+		partial = append(partial, r)
+	}
+	var names []string
+	for _, q := range throughputRatios(partial) {
+		names = append(names, q.Name)
+	}
+	if want := []string{"shimmed: fast path / kernel-per-packet (offloads off)", "shimmed: fast path / TUN path (offloads off)"}; !slices.Equal(names, want) {
+		t.Errorf("ratios without the kernel rows and a zero TUN row: %q, want %q", names, want)
+	}
+}
+
+func TestKernelRowsAndBaseline(t *testing.T) {
+	rows := fullThroughputRows()
+	// Each kernel measurement is the baseline of its host pair's kinds.
+	kinds := map[rowKey]float64{}
+	for _, r := range rows {
+		if r.Mode != modeDaemon {
+			if r.Fastpath {
+				t.Errorf("kernel row with fastpath: %+v", r)
+			}
+			kinds[r.key()] = r.MbitPerSec
+		}
+	}
+	wantKinds := map[rowKey]float64{
+		{modeKernel, kindPassthrough, false, true}: 10000, {modeKernel, kindShimmed, false, true}: 10000,
+		{modeKernel, kindFallback, false, true}:              12000,
+		{modeKernelPerPacket, kindPassthrough, false, false}: 4500, {modeKernelPerPacket, kindShimmed, false, false}: 4500,
+		{modeKernelPerPacket, kindFallback, false, false}: 5000,
+	}
+	if d := cmp.Diff(wantKinds, kinds, cmp.AllowUnexported(rowKey{})); d != "" {
+		t.Errorf("kernel rows (-want +got):\n%s", d)
+	}
+	for _, tc := range []struct {
+		row  throughputRow
+		want float64 // 0: no baseline
+	}{
+		{throughputRow{Mode: modeDaemon, PathKind: kindFallback, Offloads: true}, 12000},
+		{throughputRow{Mode: modeDaemon, PathKind: kindShimmed, Fastpath: true}, 4500},
+		{throughputRow{Mode: modeDaemon, PathKind: kindPassthrough, Offloads: false}, 4500},
+		{throughputRow{Mode: modeKernelPerPacket, PathKind: kindShimmed}, 0},
+	} {
+		b, ok := baselineOf(tc.row, rows)
+		if got := b.MbitPerSec; ok != (tc.want != 0) || got != tc.want {
+			t.Errorf("baseline of %+v: %v %v, want %v", tc.row, got, ok, tc.want)
+		}
+	}
+}
+
+func TestFastShares(t *testing.T) {
+	before := map[string]lab.PathCount{"fast": {Packets: 100, Bytes: 1e5}, "tun": {Packets: 50, Bytes: 5e4}}
+	after := map[string]lab.PathCount{"fast": {Packets: 400, Bytes: 4e5}, "tun": {Packets: 150, Bytes: 1.05e6}, "drop": {Packets: 100, Bytes: 5e4}}
+	p, b := fastShares(before, after)
+	// Deltas: fast 300 packets / 3e5 bytes, tun 100 / 1e6, drop 100 / 5e4.
+	if p == nil || b == nil || *p != 0.6 || *b != 3e5/1.35e6 {
+		t.Errorf("shares %v %v, want 0.6 and %v", deref(p), deref(b), 3e5/1.35e6)
+	}
+	if p, b := fastShares(nil, map[string]lab.PathCount{"tun": {}}); p == nil || *p != 0 || *b != 0 {
+		t.Errorf("no traffic: shares %v %v, want 0", deref(p), deref(b))
+	}
+	if p, b := fastShares(nil, nil); p != nil || b != nil {
+		t.Errorf("without the fast path's metrics: shares %v %v, want none", deref(p), deref(b))
+	}
+}
+
+func deref(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func TestWriteThroughput(t *testing.T) {
+	rows := fullThroughputRows()
+	share := 0.5
+	rows[0].FastShare, rows[0].FastByteShare = &share, &share
+	rows[1].Note = "context after the measurement: x"
+	var b bytes.Buffer
+	writeThroughput(&b, throughputResult{Seconds: 5, Rows: rows, Ratios: throughputRatios(rows), LoadBefore: "1.00 2.00 3.00", LoadAfter: "4.00 5.00 6.00"})
+	out := b.String()
+	lines := strings.Split(out, "\n")
+	for _, want := range []string{
+		"5s per row (load average 1.00 2.00 3.00, after 4.00 5.00 6.00)",
+		"daemon             passthrough  yes        on        9500    0.95      0            0.500 / 0.500",
+		"[context after the measurement: x]",
+		"kernel-per-packet  fallback     no         off       5000",
+		"shimmed: fast path / TUN path (offloads off)                3.60  (goal ≥ 3)     met",
+		"shimmed: fast path (offloads off) / TUN path (offloads on)  2.40  (goal ≥ 3)     not met",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "\n  daemon "); n != 12 {
+		t.Errorf("%d daemon rows printed, want 12 (%d lines)", n, len(lines))
 	}
 }
