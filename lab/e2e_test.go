@@ -391,6 +391,12 @@ func (e *e2e) nonZero(gw Node, substrs ...string) string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	return nonZeroLines(body, substrs...)
+}
+
+// nonZeroLines returns the samples of a Prometheus text exposition that
+// contain any of substrs and are not zero.
+func nonZeroLines(body []byte, substrs ...string) string {
 	var out []string
 	for _, line := range strings.Split(string(body), "\n") {
 		if strings.HasPrefix(line, "#") || strings.HasSuffix(line, " 0") {
