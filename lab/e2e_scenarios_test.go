@@ -246,10 +246,7 @@ func TestIntegrationE2EMalformed(t *testing.T) {
 func testMalformed(t *testing.T, fp string) {
 	e := upE2EFastpath(t, fp)
 	h1, h2 := e.b1[0], e.b2[0]
-	s1 := e.stream(StreamConfig{Name: "h1->h2", From: H1, Src: h1, To: H2, Dst: h2, Port: 5651})
-	s2 := e.stream(StreamConfig{Name: "h2->h1", From: H2, Src: h2, To: H1, Dst: h1, Port: 5652})
-	e.waitContexts("before the flood", GW1, [][2]netip.Addr{{h1, h2}}, established)
-	waitMore(t, s1, 0)
+	s1, s2 := e.twoStreams(5651)
 	pid := e.gatewayPID(GW1)
 	// Each malformed packet is one drop: a control message the engine
 	// cannot parse, or a payload packet the data plane refuses. (R1bis

@@ -8,17 +8,15 @@ package lab
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	ebpflink "github.com/cilium/ebpf/link"
 
 	"github.com/shim6gw/shim6gw/fastpath"
 	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/internal/nstest"
 )
 
 // fastpathModes are the dataplane.fastpath values every end-to-end test
@@ -94,42 +92,24 @@ func fastpathCounters(t *testing.T, l *Lab, gw Node) string {
 	return nonZeroLines(body, "shim6gw_fastpath_packets_total")
 }
 
-// attachedFastpath counts, per interface of gateway gw (its LAN and
-// both uplinks), the programs named fastpath.ProgramName at TCX ingress.
-func attachedFastpath(t *testing.T, l *Lab, gw Node) map[string]int {
+// attachedFastpath lists, per interface of gateway gw (its LAN and both
+// uplinks), the links of the programs named fastpath.ProgramName at TCX
+// ingress.
+func attachedFastpath(t *testing.T, l *Lab, gw Node) map[string][]ebpflink.ID {
 	t.Helper()
-	got := map[string]int{}
-	err := inNS(l.NS(gw), func() error {
-		for _, name := range []string{LANIf, UplinkAIf, UplinkBIf} {
-			ifi, err := net.InterfaceByName(name)
-			if err != nil {
-				return err
-			}
-			res, err := ebpflink.QueryPrograms(ebpflink.QueryOptions{Target: ifi.Index, Attach: ebpf.AttachTCXIngress})
-			if err != nil {
-				return fmt.Errorf("query %s: %w", name, err)
-			}
-			got[name] = 0
-			for _, ap := range res.Programs {
-				p, err := ebpf.NewProgramFromID(ap.ID)
-				if err != nil {
-					return err
-				}
-				info, err := p.Info()
-				p.Close()
-				if err != nil {
-					return err
-				}
-				// The kernel keeps 15 bytes of the name.
-				if info.Name != "" && strings.HasPrefix(fastpath.ProgramName, info.Name) {
-					got[name]++
-				}
-			}
-		}
-		return nil
-	})
+	progs, err := nstest.TCXIngress(l.NS(gw), []string{LANIf, UplinkAIf, UplinkBIf})
 	if err != nil {
 		t.Fatalf("%s: tcx programs: %v", gw, err)
+	}
+	got := map[string][]ebpflink.ID{}
+	for name, ps := range progs {
+		got[name] = []ebpflink.ID{}
+		for _, p := range ps {
+			// The kernel keeps 15 bytes of the name.
+			if p.Name != "" && strings.HasPrefix(fastpath.ProgramName, p.Name) {
+				got[name] = append(got[name], p.Link)
+			}
+		}
 	}
 	return got
 }
@@ -142,9 +122,9 @@ func checkAttached(t *testing.T, l *Lab, fp, what string, gw Node) {
 	if fp == config.FastpathEBPF {
 		want = 1
 	}
-	for name, n := range attachedFastpath(t, l, gw) {
-		if n != want {
-			t.Errorf("%s: %s has %d fast-path programs on %s, want %d", what, gw, n, name, want)
+	for name, ids := range attachedFastpath(t, l, gw) {
+		if len(ids) != want {
+			t.Errorf("%s: %s has %d fast-path programs on %s, want %d", what, gw, len(ids), name, want)
 		}
 	}
 }

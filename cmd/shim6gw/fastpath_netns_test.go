@@ -2,19 +2,16 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
-
 	"github.com/shim6gw/shim6gw/fastpath"
 	"github.com/shim6gw/shim6gw/gateway/config"
 	"github.com/shim6gw/shim6gw/internal/nsrun"
+	"github.com/shim6gw/shim6gw/internal/nstest"
 )
 
 // forEachFastpath runs f as subtest "fastpath-<mode>" with the kernel
@@ -27,21 +24,15 @@ func forEachFastpath(t *testing.T, f func(t *testing.T, fp string)) {
 	}
 }
 
-// tcxProgram is one program at TCX ingress of an interface.
-type tcxProgram struct {
-	name         string
-	prog, linkID uint32
-}
-
 // tcxState is what hangs at TCX ingress of each of gatewayIfaces.
-type tcxState map[string][]tcxProgram
+type tcxState map[string][]nstest.TCXProgram
 
 // ours counts the programs named fastpath.ProgramName on iface.
 func (s tcxState) ours(iface string) int {
 	n := 0
 	for _, p := range s[iface] {
 		// The kernel keeps 15 bytes of the name.
-		if p.name != "" && strings.HasPrefix(fastpath.ProgramName, p.name) {
+		if p.Name != "" && strings.HasPrefix(fastpath.ProgramName, p.Name) {
 			n++
 		}
 	}
@@ -53,45 +44,17 @@ func (s tcxState) String() string {
 	for _, iface := range gatewayIfaces {
 		fmt.Fprintf(&b, "%s:", iface)
 		for _, p := range s[iface] {
-			fmt.Fprintf(&b, " %s(prog %d, link %d)", p.name, p.prog, p.linkID)
+			fmt.Fprintf(&b, " %s(prog %d, link %d)", p.Name, p.Prog, p.Link)
 		}
 		b.WriteByte('\n')
 	}
 	return b.String()
 }
 
-// tcxPrograms lists the programs at TCX ingress of gatewayIfaces in ns
-// (bpftool need not be installed).
+// tcxPrograms lists the programs at TCX ingress of gatewayIfaces in ns.
 func tcxPrograms(t *testing.T, ns string) tcxState {
 	t.Helper()
-	s := tcxState{}
-	err := nsrun.InNamed(ns, func() error {
-		for _, iface := range gatewayIfaces {
-			ifi, err := net.InterfaceByName(iface)
-			if err != nil {
-				return err
-			}
-			res, err := link.QueryPrograms(link.QueryOptions{Target: ifi.Index, Attach: ebpf.AttachTCXIngress})
-			if err != nil {
-				return fmt.Errorf("query %s: %w", iface, err)
-			}
-			s[iface] = []tcxProgram{}
-			for _, ap := range res.Programs {
-				p, err := ebpf.NewProgramFromID(ap.ID)
-				if err != nil {
-					return err
-				}
-				info, err := p.Info()
-				p.Close()
-				if err != nil {
-					return err
-				}
-				id, _ := ap.LinkID()
-				s[iface] = append(s[iface], tcxProgram{name: info.Name, prog: uint32(ap.ID), linkID: uint32(id)})
-			}
-		}
-		return nil
-	})
+	s, err := nstest.TCXIngress(ns, gatewayIfaces)
 	if err != nil {
 		t.Fatalf("%s: tcx programs: %v", ns, err)
 	}
@@ -179,8 +142,8 @@ func TestCrashRecoveryRemovesFastpath(t *testing.T) {
 		for _, iface := range gatewayIfaces {
 			for _, p := range s[iface] {
 				for _, q := range planted[iface] {
-					if p.linkID == q.linkID {
-						t.Errorf("%s: the planted link %d is still attached", iface, q.linkID)
+					if p.Link == q.Link {
+						t.Errorf("%s: the planted link %d is still attached", iface, q.Link)
 					}
 				}
 			}
