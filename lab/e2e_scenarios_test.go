@@ -61,6 +61,9 @@ func TestIntegrationE2EFailover(t *testing.T) {
 				for _, gw := range []Node{GW1, GW2} {
 					checkFastPath(t, e.Lab, fp, "after the failover", gw, 0, `verdict="fast_in_strip"`)
 				}
+				if fp == config.FastpathEBPF {
+					t.Logf("gw1's fast-path counters:\n%s", fastpathCounters(t, e.Lab, GW1))
+				}
 			})
 		})
 	}
