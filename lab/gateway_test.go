@@ -52,8 +52,12 @@ func TestGatewayConfigLoads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c, err := config.Load(path); err != nil || c.Dataplane.Fastpath != fp {
-			t.Errorf("fastpath %s: loaded %+v, %v", fp, c.Dataplane, err)
+		c, err := config.Load(path)
+		if err != nil {
+			t.Fatalf("fastpath %s: %v", fp, err)
+		}
+		if c.Dataplane.Fastpath != fp {
+			t.Errorf("fastpath %s: loaded %q", fp, c.Dataplane.Fastpath)
 		}
 	}
 	a, _ := os.ReadFile(filepath.Join(dir, "gw1-secret"))
