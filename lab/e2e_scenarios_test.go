@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shim6gw/shim6gw/gateway/config"
 )
 
 // TestIntegrationE2EFailover: a TCP stream in each direction between h1
@@ -23,45 +25,46 @@ func TestIntegrationE2EFailover(t *testing.T) {
 	for _, tc := range []struct {
 		mode     FailMode
 		duration time.Duration
-		fastpath string
 	}{
 		// Detection takes the Send Timeout (300 ms with LabTimers), then
 		// TCP's backed-off retransmission timer decides when data flows
 		// again (the retransmission ~0.6 s after the loss).
-		{FailLink, 5 * time.Second, "auto"},
-		{FailBlackhole, 6 * time.Second, "auto"},
-		{FailLink, 5 * time.Second, "off"},
-		{FailBlackhole, 6 * time.Second, "off"},
+		{FailLink, 5 * time.Second},
+		{FailBlackhole, 6 * time.Second},
 	} {
-		t.Run(string(tc.mode)+"/fastpath-"+tc.fastpath, func(t *testing.T) {
-			e := upE2EFastpath(t, tc.fastpath)
-			h1, h2 := e.b1[0], e.b2[0]
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			rep, err := e.RunScenario(ctx, ScenarioOptions{Fail: tc.mode, FailAt: 2 * time.Second,
-				Duration: tc.duration, LocatorPair: e.ContextPair(GW1, h1, h2)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("%s failure: gap %d ms, pair before %s, after %s", tc.mode, rep.GapMS, rep.PairBefore, rep.PairAfter)
-			if !rep.Established || !rep.Survived {
-				t.Fatalf("report: established %v, survived %v: %+v", rep.Established, rep.Survived, rep)
-			}
-			// Any pair with site 1's P_B locator works: REAP may also pick
-			// site 2's P_B locator (RFC 5534 §4.3 leaves the order open).
-			e.waitContexts("after failure", GW1, [][2]netip.Addr{{h1, h2}}, onUplink(Site1.B.LAN))
-			// Site 2's gateway sees site 1's new locator.
-			c2 := e.waitContexts("after failure", GW2, [][2]netip.Addr{{h2, h1}}, established)
-			if !Site1.B.LAN.Contains(c2[0].PeerLocator) {
-				t.Errorf("gw2 context peer locator %s, want site 1's P_B locator", c2[0].PeerLocator)
-			}
-			// The mode really was what the case says: with auto the kernel
-			// carried part of the streams, with off none of it.
-			fast := e.metric(GW1, "shim6gw_fastpath_packets_total", `path="fast"`)
-			t.Logf("gw1 fast-path packets: %.0f", fast)
-			if tc.fastpath == "off" && fast != 0 || tc.fastpath == "auto" && fast == 0 {
-				t.Errorf("fastpath %s: gw1 forwarded %.0f packets on the fast path", tc.fastpath, fast)
-			}
+		t.Run(string(tc.mode), func(t *testing.T) {
+			forEachFastpath(t, func(t *testing.T, fp string) {
+				e := upE2EFastpath(t, fp)
+				h1, h2 := e.b1[0], e.b2[0]
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				rep, err := e.RunScenario(ctx, ScenarioOptions{Fail: tc.mode, FailAt: 2 * time.Second,
+					Duration: tc.duration, LocatorPair: e.ContextPair(GW1, h1, h2)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("%s failure: gap %d ms, pair before %s, after %s", tc.mode, rep.GapMS, rep.PairBefore, rep.PairAfter)
+				if !rep.Established || !rep.Survived {
+					t.Fatalf("report: established %v, survived %v: %+v", rep.Established, rep.Survived, rep)
+				}
+				// Any pair with site 1's P_B locator works: REAP may also pick
+				// site 2's P_B locator (RFC 5534 §4.3 leaves the order open).
+				e.waitContexts("after failure", GW1, [][2]netip.Addr{{h1, h2}}, onUplink(Site1.B.LAN))
+				// Site 2's gateway sees site 1's new locator.
+				c2 := e.waitContexts("after failure", GW2, [][2]netip.Addr{{h2, h1}}, established)
+				if !Site1.B.LAN.Contains(c2[0].PeerLocator) {
+					t.Errorf("gw2 context peer locator %s, want site 1's P_B locator", c2[0].PeerLocator)
+				}
+				// The moved context is shimmed: with ebpf the program
+				// stripped its payload headers on both sides, so the
+				// failover reached the kernel's maps.
+				for _, gw := range []Node{GW1, GW2} {
+					checkFastPath(t, e.Lab, fp, "after the failover", gw, 0, `verdict="fast_in_strip"`)
+				}
+				if fp == config.FastpathEBPF {
+					t.Logf("gw1's fast-path counters:\n%s", fastpathCounters(t, e.Lab, GW1))
+				}
+			})
 		})
 	}
 }
@@ -70,7 +73,11 @@ func TestIntegrationE2EFailover(t *testing.T) {
 // contexts; a link failure moves every one of them to P_B, and after the
 // link is restored every connection is still alive and carrying data.
 func TestIntegrationE2EAllContextsMoveAndRestore(t *testing.T) {
-	e := upE2E(t, 0, 1, 2)
+	forEachFastpath(t, testAllContextsMoveAndRestore)
+}
+
+func testAllContextsMoveAndRestore(t *testing.T, fp string) {
+	e := upE2EFastpath(t, fp, 0, 1, 2)
 	var streams []*Stream
 	var pairs [][2]netip.Addr
 	for i := range e.b1 {
@@ -82,6 +89,7 @@ func TestIntegrationE2EAllContextsMoveAndRestore(t *testing.T) {
 	for _, s := range streams {
 		waitMore(t, s, 0)
 	}
+	checkFastPath(t, e.Lab, fp, "before the failure", GW1, 0)
 
 	failAt := e.fail(ISPA1, FailLink)
 	before := make([]int64, len(streams))
@@ -89,6 +97,7 @@ func TestIntegrationE2EAllContextsMoveAndRestore(t *testing.T) {
 		before[i] = s.Tracker.Bytes()
 	}
 	moved := e.waitContexts("after failure", GW1, pairs, onUplink(Site1.B.LAN))
+	strip := fastPackets(t, e.Lab, GW1, `verdict="fast_in_strip"`)
 	for i, s := range streams {
 		waitMore(t, s, before[i])
 		t.Logf("%s %s: gap %v after the link failure", s.Stats(time.Now()).Name, s.Stats(time.Now()).Src,
@@ -97,6 +106,9 @@ func TestIntegrationE2EAllContextsMoveAndRestore(t *testing.T) {
 	for _, c := range moved {
 		t.Logf("moved: %s -> %s on %s -> %s", c.LocalULID, c.PeerULID, c.LocalLocator, c.PeerLocator)
 	}
+	// The moved contexts are shimmed; with ebpf the program strips
+	// their payload headers, so the failover reached the kernel's maps.
+	checkFastPath(t, e.Lab, fp, "after the failover", GW1, strip, `verdict="fast_in_strip"`)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -110,10 +122,13 @@ func TestIntegrationE2EAllContextsMoveAndRestore(t *testing.T) {
 	for i, s := range streams {
 		before[i] = s.Tracker.Bytes()
 	}
+	fast := fastPackets(t, e.Lab, GW1)
 	for i, s := range streams {
 		waitMore(t, s, before[i])
 		t.Logf("%s: gap %v after the restore", s.Stats(time.Now()).Name, s.Tracker.MaxGapAfter(restoredAt, time.Now()).Len())
 	}
+	// On P_A again (passthrough) or still shimmed: the program carries them.
+	checkFastPath(t, e.Lab, fp, "after the restore", GW1, fast)
 	for _, c := range e.waitContexts("after restore", GW1, pairs, established) {
 		t.Logf("after restore: %s -> %s on %s -> %s", c.LocalULID, c.PeerULID, c.LocalLocator, c.PeerLocator)
 	}
@@ -126,7 +141,11 @@ func TestIntegrationE2EAllContextsMoveAndRestore(t *testing.T) {
 // answers the payload with R1bis, site 1 re-creates the context with
 // I2bis (RFC 5533 §7.15-7.17, docs/architecture.md §11) and both connections survive.
 func TestIntegrationE2EGatewayRestart(t *testing.T) {
-	e := upE2E(t)
+	forEachFastpath(t, testGatewayRestart)
+}
+
+func testGatewayRestart(t *testing.T, fp string) {
+	e := upE2EFastpath(t, fp)
 	h1, h2 := e.b1[0], e.b2[0]
 	s1 := e.stream(StreamConfig{Name: "h1->h2", From: H1, Src: h1, To: H2, Dst: h2, Port: 5631})
 	s2 := e.stream(StreamConfig{Name: "h2->h1", From: H2, Src: h2, To: H1, Dst: h1, Port: 5632})
@@ -161,6 +180,13 @@ func TestIntegrationE2EGatewayRestart(t *testing.T) {
 		t.Errorf("recovery without R1bis/I2bis: gw2 sent %v R1bis, gw1 sent %v I2bis", r1bis, i2bis)
 	}
 	checkAlive(t, s1, s2)
+	// The restarted daemon's counters start at zero: with ebpf its
+	// program strips the recovered context's payload, and exactly one
+	// program of ours hangs on each interface (the killed one's links
+	// went with its process, or the restart's crash recovery removed
+	// them).
+	checkFastPath(t, e.Lab, fp, "after the restart", GW2, 0, `verdict="fast_in_strip"`)
+	checkAttached(t, e.Lab, fp, "after the restart", GW2)
 }
 
 // TestIntegrationE2ELegacyPeer: while site 1's ISP A is down, a new TCP
@@ -168,13 +194,18 @@ func TestIntegrationE2EGatewayRestart(t *testing.T) {
 // not speak shim6, succeeds: the gateway sends it with h1's P_B locator
 // (docs/architecture.md §7). An established shim6 session is unaffected.
 func TestIntegrationE2ELegacyPeer(t *testing.T) {
-	e := upE2E(t)
+	forEachFastpath(t, testLegacyPeer)
+}
+
+func testLegacyPeer(t *testing.T, fp string) {
+	e := upE2EFastpath(t, fp)
 	h1, h2 := e.b1[0], e.b2[0]
 	s := e.stream(StreamConfig{Name: "h1->h2", From: H1, Src: h1, To: H2, Dst: h2, Port: 5641})
 	e.waitContexts("before failure", GW1, [][2]netip.Addr{{h1, h2}}, established)
 	e.fail(ISPA1, FailLink)
 	e.waitContexts("after failure", GW1, [][2]netip.Addr{{h1, h2}}, onUplink(Site1.B.LAN))
 	waitMore(t, s, s.Tracker.Bytes())
+	fast := fastPackets(t, e.Lab, GW1)
 
 	legacyAt := time.Now()
 	leg := e.stream(StreamConfig{Name: "h1->legacy", From: H1, Src: h1, To: Legacy, Dst: LegacyAddr, Port: 5642})
@@ -199,18 +230,26 @@ func TestIntegrationE2ELegacyPeer(t *testing.T) {
 	if got, ok := FindContext(c, h1, LegacyAddr); ok && got.State == "established" {
 		t.Errorf("gw1 has an established shim6 context with the legacy host: %+v", got)
 	}
+	// The shim6 session stays on the fast path; the translated legacy
+	// flow is left to the TUN path (verdict tun_fallback), which only
+	// the ebpf run can count.
+	checkFastPath(t, e.Lab, fp, "shim6 session beside the legacy flow", GW1, fast)
+	if fb := fastpathPackets(t, e.Lab, GW1, `verdict="tun_fallback"`); fp == config.FastpathEBPF && fb == 0 {
+		t.Errorf("gw1's fast path handed no fallback packet to the TUN path:\n%s", fastpathCounters(t, e.Lab, GW1))
+	}
 }
 
 // TestIntegrationE2EMalformed: a few thousand random and truncated
 // Next-Header-140 packets from the core at site 1's addresses: the gateway
 // keeps running, counts them as drops, and the open session carries on.
 func TestIntegrationE2EMalformed(t *testing.T) {
-	e := upE2E(t)
+	forEachFastpath(t, testMalformed)
+}
+
+func testMalformed(t *testing.T, fp string) {
+	e := upE2EFastpath(t, fp)
 	h1, h2 := e.b1[0], e.b2[0]
-	s1 := e.stream(StreamConfig{Name: "h1->h2", From: H1, Src: h1, To: H2, Dst: h2, Port: 5651})
-	s2 := e.stream(StreamConfig{Name: "h2->h1", From: H2, Src: h2, To: H1, Dst: h1, Port: 5652})
-	e.waitContexts("before the flood", GW1, [][2]netip.Addr{{h1, h2}}, established)
-	waitMore(t, s1, 0)
+	s1, s2 := e.twoStreams(5651)
 	pid := e.gatewayPID(GW1)
 	// Each malformed packet is one drop: a control message the engine
 	// cannot parse, or a payload packet the data plane refuses. (R1bis
@@ -233,8 +272,10 @@ func TestIntegrationE2EMalformed(t *testing.T) {
 		t.Fatalf("only %d of %d packets sent", sent, n)
 	}
 	n1, n2 := s1.Tracker.Bytes(), s2.Tracker.Bytes()
+	fast := fastPackets(t, e.Lab, GW1)
 	waitMore(t, s1, n1)
 	waitMore(t, s2, n2)
+	checkFastPath(t, e.Lab, fp, "after the flood", GW1, fast)
 
 	if got := e.gatewayPID(GW1); got != pid {
 		t.Errorf("gw1 daemon pid %d, was %d: it restarted", got, pid)

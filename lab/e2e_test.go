@@ -281,6 +281,20 @@ func (e *e2e) stream(cfg StreamConfig) *Stream {
 	return s
 }
 
+// twoStreams starts a TCP stream each way between the hosts' first
+// ULIDs, on ports port and port+1, and waits until gw1's context is
+// established and both streams carry data.
+func (e *e2e) twoStreams(port uint16) (h1h2, h2h1 *Stream) {
+	e.t.Helper()
+	h1, h2 := e.b1[0], e.b2[0]
+	h1h2 = e.stream(StreamConfig{Name: "h1->h2", From: H1, Src: h1, To: H2, Dst: h2, Port: port})
+	h2h1 = e.stream(StreamConfig{Name: "h2->h1", From: H2, Src: h2, To: H1, Dst: h1, Port: port + 1})
+	e.waitContexts("streams started", GW1, [][2]netip.Addr{{h1, h2}}, established)
+	waitMore(e.t, h1h2, 0)
+	waitMore(e.t, h2h1, 0)
+	return h1h2, h2h1
+}
+
 // fail injects a failure, bounded.
 func (e *e2e) fail(isp Node, m FailMode) time.Time {
 	e.t.Helper()
@@ -391,6 +405,12 @@ func (e *e2e) nonZero(gw Node, substrs ...string) string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	return nonZeroLines(body, substrs...)
+}
+
+// nonZeroLines returns the samples of a Prometheus text exposition that
+// contain any of substrs and are not zero.
+func nonZeroLines(body []byte, substrs ...string) string {
 	var out []string
 	for _, line := range strings.Split(string(body), "\n") {
 		if strings.HasPrefix(line, "#") || strings.HasSuffix(line, " 0") {

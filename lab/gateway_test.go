@@ -46,6 +46,20 @@ func TestGatewayConfigLoads(t *testing.T) {
 			t.Errorf("admin listen %q", c.Admin.Listen)
 		}
 	}
+	// Options.Fastpath reaches the daemon's dataplane.fastpath.
+	for _, fp := range []string{config.FastpathAuto, config.FastpathEBPF, config.FastpathOff} {
+		path, err := WriteGatewayConfig(dir, Site1, fp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := config.Load(path)
+		if err != nil {
+			t.Fatalf("fastpath %s: %v", fp, err)
+		}
+		if c.Dataplane.Fastpath != fp {
+			t.Errorf("fastpath %s: loaded %q", fp, c.Dataplane.Fastpath)
+		}
+	}
 	a, _ := os.ReadFile(filepath.Join(dir, "gw1-secret"))
 	b, _ := os.ReadFile(filepath.Join(dir, "gw2-secret"))
 	if len(a) == 0 || string(a) == string(b) {

@@ -33,9 +33,10 @@ type haLab struct {
 	h1, h2 netip.Addr
 }
 
-// upHA builds an HA lab with the lab's VRRP timers; the hosts carry entry
-// 0 of their site's book.
-func upHA(t *testing.T) *haLab {
+// upHA builds an HA lab with the lab's VRRP timers and the gateways'
+// dataplane.fastpath set to fp; the hosts carry entry 0 of their site's
+// book.
+func upHA(t *testing.T, fp string) *haLab {
 	t.Helper()
 	skipUnlessRoot(t)
 	if _, err := exec.LookPath("keepalived"); err != nil {
@@ -54,7 +55,7 @@ func upHA(t *testing.T) *haLab {
 		return ExecGateway(io.MultiWriter(h.log, h.GatewayLog(ns)), ready, bin, "run", "--config", "{config}")(ctx, ns, cfg)
 	}
 	l, err := New(Options{Prefix: haPrefix, Mode: Daemon, HA: true, Dir: dir, StartGateway: start, Events: h.events,
-		H1Addrs: BookHostAddrs(b1, 0), H2Addrs: BookHostAddrs(b2, 0)})
+		H1Addrs: BookHostAddrs(b1, 0), H2Addrs: BookHostAddrs(b2, 0), Fastpath: fp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,8 +223,13 @@ func (h *haLab) eventsOf(n Node, what string) []Event {
 // (I1 to a peer with a stale context), and gw2 keeps its own context and
 // tag: the streams survive.
 func TestIntegrationHATakeoverAfterProviderFailure(t *testing.T) {
-	h := upHA(t)
+	forEachFastpath(t, testHATakeoverAfterProviderFailure)
+}
+
+func testHATakeoverAfterProviderFailure(t *testing.T, fp string) {
+	h := upHA(t, fp)
 	var before metrics.ContextInfo
+	var fast2 float64
 	rep := h.scenario(8*time.Second,
 		h.step(1500*time.Millisecond, "ISP A fails", func(ctx context.Context) error { return h.FailLink(ctx, ISPA1) }),
 		h.step(4*time.Second, "power off active", func(ctx context.Context) error {
@@ -234,6 +240,7 @@ func TestIntegrationHATakeoverAfterProviderFailure(t *testing.T) {
 			if !Site1.B.Prefix.Contains(before.PeerLocator) {
 				return fmt.Errorf("gw2's context not on P_B before the takeover: %+v", before)
 			}
+			fast2 = fastPackets(t, h.Lab, GW2, `verdict="fast_in_strip"`)
 			return h.powerOffActive(ctx)
 		}))
 	if rep.ActiveBefore != "gw1a" || rep.ActiveAfter != "gw1b" {
@@ -249,6 +256,12 @@ func TestIntegrationHATakeoverAfterProviderFailure(t *testing.T) {
 	if len(h.eventsOf(GW1B, "MASTER")) == 0 {
 		t.Error("no MASTER event from gw1b's keepalived")
 	}
+	// The context stays shimmed across the takeover: with ebpf the new
+	// active gateway's program strips gw2's payload (a standby forwards
+	// nothing, so all it counted came after the takeover) and gw2's
+	// strips gw1b's.
+	checkFastPath(t, h.Lab, fp, "after the takeover", GW1B, 0, `verdict="fast_in_strip"`)
+	checkFastPath(t, h.Lab, fp, "after the takeover", GW2, fast2, `verdict="fast_in_strip"`)
 	t.Logf("gap %d ms", rep.GapMS)
 }
 
@@ -256,8 +269,13 @@ func TestIntegrationHATakeoverAfterProviderFailure(t *testing.T) {
 // (no header), so gw1b forwards the streams unchanged at once and sets up
 // its own context; gw2 replaces CT(peer) in place.
 func TestIntegrationHATakeoverOnULIDPair(t *testing.T) {
-	h := upHA(t)
+	forEachFastpath(t, testHATakeoverOnULIDPair)
+}
+
+func testHATakeoverOnULIDPair(t *testing.T, fp string) {
+	h := upHA(t, fp)
 	var before, b2 metrics.ContextInfo
+	var fast2 float64
 	rep := h.scenario(6*time.Second,
 		h.step(1500*time.Millisecond, "contexts before", func(ctx context.Context) error {
 			var err error
@@ -269,7 +287,10 @@ func TestIntegrationHATakeoverOnULIDPair(t *testing.T) {
 			}
 			return err
 		}),
-		h.step(2*time.Second, "power off active", h.powerOffActive))
+		h.step(2*time.Second, "power off active", func(ctx context.Context) error {
+			fast2 = fastPackets(t, h.Lab, GW2)
+			return h.powerOffActive(ctx)
+		}))
 	if rep.ActiveBefore != "gw1a" || rep.ActiveAfter != "gw1b" {
 		t.Errorf("active %s → %s, want gw1a → gw1b", rep.ActiveBefore, rep.ActiveAfter)
 	}
@@ -277,6 +298,10 @@ func TestIntegrationHATakeoverOnULIDPair(t *testing.T) {
 	if s2.LocalTag != b2.LocalTag || s1.LocalTag == before.LocalTag {
 		t.Errorf("tags: gw2 %v → %v (want kept), site 1 %v → %v (want new)", b2.LocalTag, s2.LocalTag, before.LocalTag, s1.LocalTag)
 	}
+	// With ebpf both sides' programs forward the streams after the
+	// takeover (gw1b once its own context is up).
+	checkFastPath(t, h.Lab, fp, "after the takeover", GW1B, 0)
+	checkFastPath(t, h.Lab, fp, "after the takeover", GW2, fast2)
 	t.Logf("gap %d ms", rep.GapMS)
 }
 
@@ -284,7 +309,11 @@ func TestIntegrationHATakeoverOnULIDPair(t *testing.T) {
 // stays standby (nopreempt); then gw1b dies and gw1a takes over again
 // with no state from its first life.
 func TestIntegrationHAFlap(t *testing.T) {
-	h := upHA(t)
+	forEachFastpath(t, testHAFlap)
+}
+
+func testHAFlap(t *testing.T, fp string) {
+	h := upHA(t, fp)
 	rep := h.scenario(11*time.Second,
 		h.step(1500*time.Millisecond, "power off gw1a", h.powerOffActive),
 		h.step(3500*time.Millisecond, "power on gw1a", func(ctx context.Context) error { return h.PowerOn(ctx, GW1A) }),
@@ -297,6 +326,11 @@ func TestIntegrationHAFlap(t *testing.T) {
 	if n := len(h.eventsOf(GW1A, "MASTER")); n != 2 {
 		t.Errorf("gw1a became master %d times, want 2 (start, after gw1b died)", n)
 	}
+	// gw1a's second daemon started after its power-off (kill -9): with
+	// ebpf it holds one program per interface and carried the streams
+	// once it took over again.
+	checkAttached(t, h.Lab, fp, "after the flap", GW1A)
+	checkFastPath(t, h.Lab, fp, "after the second takeover", GW1A, 0)
 	t.Logf("largest gap %d ms", rep.GapMS)
 }
 
@@ -307,15 +341,25 @@ func TestIntegrationHAFlap(t *testing.T) {
 // comes back the higher priority keeps the addresses and announces them:
 // one active again and the streams never broke.
 func TestIntegrationHASplitBrain(t *testing.T) {
-	h := upHA(t)
+	forEachFastpath(t, testHASplitBrain)
+}
+
+func testHASplitBrain(t *testing.T, fp string) {
+	h := upHA(t, fp)
+	var fast1 float64
 	rep := h.scenario(11*time.Second,
 		h.step(1500*time.Millisecond, "partition VRRP", h.PartitionVRRP),
 		h.step(3500*time.Millisecond, "both active", h.wantActive(GW1A, GW1B)),
 		h.step(6*time.Second, "heal VRRP", h.HealVRRP),
-		h.step(8*time.Second, "one active", h.wantActive(GW1A)))
+		h.step(8*time.Second, "one active", func(ctx context.Context) error {
+			fast1 = fastPackets(t, h.Lab, GW1A)
+			return h.wantActive(GW1A)(ctx)
+		}))
 	if rep.ActiveAfter != "gw1a" {
 		t.Errorf("active at the end %s, want gw1a", rep.ActiveAfter)
 	}
 	h.waitPaired(GW1A)
+	// With ebpf gw1a's program carries the streams once it is alone again.
+	checkFastPath(t, h.Lab, fp, "after the heal", GW1A, fast1)
 	t.Logf("largest gap %d ms", rep.GapMS)
 }

@@ -20,10 +20,11 @@ import (
 	"golang.org/x/net/ipv6"
 )
 
-// upLAN builds an end-to-end lab with h1d and h1s and checks, at the
-// end, that the machine's /etc/resolv.conf is as it was: the DHCPv6
-// client must only ever touch its address.
-func upLAN(t *testing.T) *e2e {
+// upLAN builds an end-to-end lab with h1d and h1s, the gateways'
+// dataplane.fastpath set to fp, and checks, at the end, that the
+// machine's /etc/resolv.conf is as it was: the DHCPv6 client must only
+// ever touch its address.
+func upLAN(t *testing.T, fp string) *e2e {
 	t.Helper()
 	resolv, err := os.ReadFile("/etc/resolv.conf")
 	if err != nil && !os.IsNotExist(err) {
@@ -34,7 +35,7 @@ func upLAN(t *testing.T) *e2e {
 			t.Errorf("/etc/resolv.conf changed during the test:\n%s", now)
 		}
 	})
-	return upE2EOpts(t, func(o *Options) { o.LANHosts = true })
+	return upE2EOpts(t, func(o *Options) { o.LANHosts, o.Fastpath = true, fp })
 }
 
 // dhcpLease is one DHCPv6 lease of /debug/leases.
@@ -76,7 +77,11 @@ func (e *e2e) leases() leases {
 // names each stream's host and addressing, and gw1's tables show the
 // lease and the mapping the sessions used.
 func TestIntegrationE2ELANHostsFailover(t *testing.T) {
-	e := upLAN(t)
+	forEachFastpath(t, testLANHostsFailover)
+}
+
+func testLANHostsFailover(t *testing.T, fp string) {
+	e := upLAN(t, fp)
 	h1d, h1s := e.HostAddrs(H1D)[0], e.HostAddrs(H1S)[0]
 	if !Site1.A.LAN.Contains(h1d) || !SLAACPrefix.Contains(h1s) {
 		t.Fatalf("h1d %s, h1s %s: want a ULID under %s and an address in %s", h1d, h1s, Site1.A.LAN, SLAACPrefix)
@@ -127,6 +132,10 @@ func TestIntegrationE2ELANHostsFailover(t *testing.T) {
 	// The translated session moved like the others: its context is on
 	// site 1's P_B locator.
 	e.waitContexts("h1s after failure", GW1, [][2]netip.Addr{{ulid, e.b2[0]}}, onUplink(Site1.B.LAN))
+	// The moved contexts are shimmed: with ebpf the program strips their
+	// payload headers, so the failover reached the kernel's maps.
+	checkFastPath(t, e.Lab, fp, "after the failover", GW1, 0, `verdict="fast_in_strip"`)
+	t.Logf("gw1's fast-path counters:\n%s", fastpathCounters(t, e.Lab, GW1))
 }
 
 // TestIntegrationE2EDHCPv6Restart: dhclient's address survives a gateway
@@ -134,7 +143,11 @@ func TestIntegrationE2ELANHostsFailover(t *testing.T) {
 // starts afresh (no lease file, same DUID) is given the same address
 // again, from the lease file the gateway reloaded.
 func TestIntegrationE2EDHCPv6Restart(t *testing.T) {
-	e := upLAN(t)
+	forEachFastpath(t, testDHCPv6Restart)
+}
+
+func testDHCPv6Restart(t *testing.T, fp string) {
+	e := upLAN(t, fp)
 	leased := e.HostAddrs(H1D)[0]
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -155,6 +168,7 @@ func TestIntegrationE2EDHCPv6Restart(t *testing.T) {
 	e.signalGateway(GW1, syscall.SIGTERM)
 	e.restartGateway(Site1)
 	hasLease("after a restart")
+	checkAttached(t, e.Lab, fp, "after a restart", GW1)
 
 	e.killGateway(GW1)
 	// Down for a moment, as a crashed daemon under systemd would be (its
@@ -162,6 +176,7 @@ func TestIntegrationE2EDHCPv6Restart(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	e.restartGateway(Site1)
 	hasLease("after kill -9 and restart")
+	checkAttached(t, e.Lab, fp, "after kill -9 and restart", GW1)
 	if l := e.leases(); !slices.ContainsFunc(l.DHCPv6, func(x dhcpLease) bool {
 		return x.Address == leased && x.State == "bound"
 	}) {
@@ -181,7 +196,11 @@ func TestIntegrationE2EDHCPv6Restart(t *testing.T) {
 // Solicitations and a Neighbor Solicitation from a LAN host are dropped and counted by reason on
 // gw1's /metrics, and gw1 keeps serving.
 func TestIntegrationE2ELANMalformed(t *testing.T) {
-	e := upLAN(t)
+	forEachFastpath(t, testLANMalformed)
+}
+
+func testLANMalformed(t *testing.T, fp string) {
+	e := upLAN(t, fp)
 	dhcpBefore := e.metric(GW1, "shim6gw_dhcpv6_dropped_messages_total", `reason="malformed"`)
 	raBefore := map[string]float64{}
 	for _, r := range []string{"malformed", "hop_limit", "code", "target"} {
@@ -258,6 +277,9 @@ func TestIntegrationE2ELANMalformed(t *testing.T) {
 	if _, err := e.StartDHCPClient(ctx, "h1d-dhclient6-after.leases"); err != nil {
 		t.Fatal(err)
 	}
+	// With ebpf the program sat at lan0's ingress all along and handed
+	// the LAN's control messages on.
+	checkAttached(t, e.Lab, fp, "after the malformed messages", GW1)
 }
 
 // TestIntegrationE2EDHCPv6PoolFlood: a LAN host floods Solicits with
@@ -266,7 +288,11 @@ func TestIntegrationE2ELANMalformed(t *testing.T) {
 // rate_limited once the burst is spent), no entry is held twice, and
 // h1d's binding stays: a fresh client with its DUID gets its address back.
 func TestIntegrationE2EDHCPv6PoolFlood(t *testing.T) {
-	e := upLAN(t)
+	forEachFastpath(t, testDHCPv6PoolFlood)
+}
+
+func testDHCPv6PoolFlood(t *testing.T, fp string) {
+	e := upLAN(t, fp)
 	leased := e.HostAddrs(H1D)[0]
 	refused := func(reason string) float64 {
 		return e.metric(GW1, "shim6gw_dhcpv6_refusals_total", `reason="`+reason+`"`)
@@ -335,4 +361,5 @@ func TestIntegrationE2EDHCPv6PoolFlood(t *testing.T) {
 	if again != leased {
 		t.Errorf("after the flood h1d got %s, had %s", again, leased)
 	}
+	checkAttached(t, e.Lab, fp, "after the flood", GW1)
 }

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shim6gw/shim6gw/gateway/config"
 )
 
 // reexecEnv makes the test binary act as shim6gw, so tests run the real
@@ -164,26 +166,36 @@ func kernelState(t *testing.T, ns, stateFile string) string {
 	}
 	return "rules:\n" + ip(t, "-n", ns, "-6", "rule", "show", "proto", "154") +
 		"routes:\n" + ip(t, "-n", ns, "-6", "route", "show", "table", "all", "proto", "154") +
-		"forwarding: " + string(sysctl) + "state: " + string(state)
+		"forwarding: " + string(sysctl) + "state: " + string(state) + "\n" +
+		"fast path:\n" + tcxPrograms(t, ns).String()
 }
 
 // gatewayNS is a namespace with a LAN and two uplinks (a live: carrier
-// and address; b without address) and the configuration for them.
-func gatewayNS(t *testing.T, ns string) (cfg string) {
+// and address; b without address) and the configuration for them, with
+// dataplane.fastpath fp.
+func gatewayNS(t *testing.T, ns, fp string) (cfg string) {
 	t.Helper()
-	testNS(t, ns, "s6lan", "s6upa", "s6upb")
+	testNS(t, ns, gatewayIfaces...)
 	ip(t, "-n", ns, "addr", "add", "2001:db8:a:ffff::2/64", "dev", "s6upa", "nodad")
 	ip(t, "-n", ns, "addr", "add", "2001:db8:a:1::1/64", "dev", "s6lan", "nodad")
-	return writeCheckConfig(t, netnsGatewayConfig)
+	return writeCheckConfig(t, netnsGatewayConfig+"dataplane:\n  fastpath: "+fp+"\n")
 }
+
+// gatewayIfaces are the LAN and uplink interfaces of gatewayNS.
+var gatewayIfaces = []string{"s6lan", "s6upa", "s6upb"}
 
 // TestSecondInstanceChangesNothing: a second `shim6gw run` with the same
 // TUN in the same namespace exits 1 naming the running one's pid, and the
-// first keeps its rules, routes, forwarding and state file, and stays
-// ready.
+// first keeps its rules, routes, forwarding, state file and fast-path
+// programs (crash recovery would detach them), and stays ready; after
+// SIGTERM no fast-path program is left attached.
 func TestSecondInstanceChangesNothing(t *testing.T) {
+	forEachFastpath(t, testSecondInstanceChangesNothing)
+}
+
+func testSecondInstanceChangesNothing(t *testing.T, fp string) {
 	const ns = "s6ops-second"
-	cfg := gatewayNS(t, ns)
+	cfg := gatewayNS(t, ns, fp)
 	state := filepath.Join(t.TempDir(), "sysctl.json")
 	started := time.Now()
 	first, log, done := startGateway(t, ns, "--config", cfg, "--state-file", state)
@@ -193,6 +205,7 @@ func TestSecondInstanceChangesNothing(t *testing.T) {
 	if !strings.Contains(before, "forwarding: 1\n") || strings.Count(before, "proto 154") != 7 || strings.Count(before, " table 150") != 7 {
 		t.Fatalf("first instance's state:\n%s", before)
 	}
+	checkTCX(t, ns, fp, "first instance")
 
 	second := asShim6gw(ns, "run", "--config", cfg, "--state-file", state)
 	var errb bytes.Buffer
@@ -226,4 +239,5 @@ func TestSecondInstanceChangesNothing(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("first instance did not stop on SIGTERM")
 	}
+	checkTCX(t, ns, config.FastpathOff, "after SIGTERM")
 }

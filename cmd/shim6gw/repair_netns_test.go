@@ -67,13 +67,20 @@ func nsHTTPGet(t *testing.T, ns, url string) string {
 }
 
 // TestRunRepairsFlushedRules: what systemd-networkd does to foreign rules,
-// done to a running `shim6gw run`: the rules are back within 1 s and the
-// repairs are counted in /metrics.
+// done to a running `shim6gw run`: the rules are back within 1 s, the
+// repairs are counted in /metrics, and the fast-path programs stay
+// attached through the same links (the repair neither detaches nor
+// re-attaches them).
 func TestRunRepairsFlushedRules(t *testing.T) {
+	forEachFastpath(t, testRunRepairsFlushedRules)
+}
+
+func testRunRepairsFlushedRules(t *testing.T, fp string) {
 	const ns = "s6ops-flush"
-	cfg := gatewayNS(t, ns)
+	cfg := gatewayNS(t, ns, fp)
 	_, log, done := startGateway(t, ns, "--config", cfg, "--state-file", t.TempDir()+"/sysctl.json")
 	waitReady(t, ns, cfg, log, done)
+	fast := checkTCX(t, ns, fp, "before the flush")
 
 	ip(t, "-n", ns, "-6", "rule", "flush", "protocol", "154")
 	flushed := time.Now()
@@ -98,5 +105,8 @@ func TestRunRepairsFlushedRules(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), `msg="re-installed a rule someone removed"`) {
 		t.Errorf("no repair logged:\n%s", log.String())
+	}
+	if after := checkTCX(t, ns, fp, "after the repair"); after.String() != fast.String() {
+		t.Errorf("fast-path attachments changed by the repair:\nbefore\n%s\nafter\n%s", fast, after)
 	}
 }
