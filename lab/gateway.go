@@ -64,7 +64,7 @@ const AdminListen = "127.0.0.1:9146"
 // GatewayConfig returns the YAML configuration of site s's gateway in the
 // lab (schema: gateway/config/config.go, deploy/examples/lab-gateway.yaml). The
 // HBA site secret is read from secretFile (relative to the config file's
-// directory). fastpath is dataplane.fastpath ("" leaves the default, off).
+// directory). fastpath is dataplane.fastpath ("" leaves the default, auto).
 // This is the one place to adapt when the schema changes.
 func GatewayConfig(s Site, secretFile, fastpath string) []byte {
 	return gatewayConfig(s, secretFile, fastpath, "")

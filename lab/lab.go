@@ -80,7 +80,7 @@ type Options struct {
 	// VRRP are the keepalived timers of an HA lab (LabVRRP if zero).
 	VRRP VRRPTimers
 	// Fastpath is the gateways' dataplane.fastpath (auto, ebpf or off; ""
-	// leaves the default, off). Daemon mode only.
+	// leaves the default, auto). Daemon mode only.
 	Fastpath string
 	// LANHosts adds h1d (DHCPv6 client) and h1s (SLAAC only) to site 1's
 	// LAN and turns on gw1's DHCPv6 server, RAs and SLAAC translation

@@ -90,7 +90,7 @@ func parseLabFlags(args []string, stdout io.Writer) (f labFlags, help bool, err 
 	fset.BoolVar(&f.ha, "ha", false, "site 1 with two gateways gw1a and gw1b behind keepalived (needs keepalived)")
 	fset.DurationVar(&f.vrrpAdvert, "vrrp-advert", lab.LabVRRP.Advert, "with --ha: keepalived's advert_int, 10ms..40s (keepalived's default is 1s)")
 	fset.StringVar(&f.plot, "plot", "", "draw the run into this .svg or .png file")
-	fset.StringVar(&f.fastpath, "fastpath", "off", "the gateways' dataplane.fastpath: auto, ebpf or off")
+	fset.StringVar(&f.fastpath, "fastpath", "auto", "the gateways' dataplane.fastpath: auto, ebpf or off")
 	fset.DurationVar(&f.failAt, "fail-at", 3*time.Second, "when to fail, after the streams start")
 	fset.DurationVar(&f.duration, "duration", 10*time.Second, "how long the streams run in all")
 	fset.BoolVar(&f.json, "json", false, "print one JSON object instead of the human report")

@@ -19,7 +19,7 @@ import (
 )
 
 func TestParseLabFlags(t *testing.T) {
-	def := labFlags{fail: lab.FailLink, failAt: 3 * time.Second, duration: 10 * time.Second, prefix: "s6lab", vrrpAdvert: lab.LabVRRP.Advert, fastpath: "off"}
+	def := labFlags{fail: lab.FailLink, failAt: 3 * time.Second, duration: 10 * time.Second, prefix: "s6lab", vrrpAdvert: lab.LabVRRP.Advert, fastpath: "auto"}
 	tests := []struct {
 		name    string
 		args    []string
@@ -30,7 +30,7 @@ func TestParseLabFlags(t *testing.T) {
 		{"all", []string{"--fail", "blackhole", "--fail-at", "1s", "--duration", "4s", "--json", "--capture", "/tmp/c",
 			"--keep", "--kernel", "--prefix", "s6labx", "--send-timeout", "1s"},
 			labFlags{fail: lab.FailBlackhole, failAt: time.Second, duration: 4 * time.Second, json: true, capture: "/tmp/c",
-				keep: true, kernel: true, prefix: "s6labx", sendTimeout: time.Second, vrrpAdvert: lab.LabVRRP.Advert, fastpath: "off"}, ""},
+				keep: true, kernel: true, prefix: "s6labx", sendTimeout: time.Second, vrrpAdvert: lab.LabVRRP.Advert, fastpath: "auto"}, ""},
 		{"throughput", []string{"--throughput", "2s", "--json", "--prefix", "s6labx", "--send-timeout", "1s", "--fastpath", "ebpf"},
 			func() labFlags {
 				f := def
@@ -46,7 +46,7 @@ func TestParseLabFlags(t *testing.T) {
 		{"throughput with plot", []string{"--throughput", "1s", "--plot", "x.svg"}, labFlags{}, "--plot does not go with --throughput"},
 		{"throughput with foreign prefix", []string{"--throughput", "1s", "--prefix", "s6gw"}, labFlags{}, "does not start with s6lab"},
 		{"throughput with fastpath auto", []string{"--throughput", "1s", "--fastpath", "auto"}, labFlags{}, "auto would leave the rows' fastpath unknown"},
-		{"fastpath auto", []string{"--fastpath", "auto"}, func() labFlags { f := def; f.fastpath = "auto"; return f }(), ""},
+		{"fastpath off", []string{"--fastpath", "off"}, func() labFlags { f := def; f.fastpath = "off"; return f }(), ""},
 		{"fastpath unknown", []string{"--fastpath", "xdp"}, labFlags{}, `--fastpath "xdp": want auto, ebpf or off`},
 		{"ha", []string{"--ha", "--fail", "gateway", "--vrrp-advert", "1s", "--plot", "x.PNG"},
 			func() labFlags {
