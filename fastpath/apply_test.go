@@ -217,3 +217,21 @@ func TestApplyRandomTablesMirrorExactly(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkHarvest is one observe round's fold of the stamps of 1024
+// contexts.
+func BenchmarkHarvest(b *testing.B) {
+	p := loadTestRun(b)
+	cfg := manyContexts(1024)
+	t, err := rewrite.NewTable(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.Maps().Apply(cfg, t); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		p.Maps().Harvest(int64(i))
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -135,6 +136,19 @@ func testLANHostsFailover(t *testing.T, fp string) {
 	// The moved contexts are shimmed: with ebpf the program strips their
 	// payload headers, so the failover reached the kernel's maps.
 	checkFastPath(t, e.Lab, fp, "after the failover", GW1, 0, `verdict="fast_in_strip"`)
+	// h1s's ULID must not be forwarded by the program, which cannot
+	// translate it back to h1s's address: even with a neighbour entry
+	// for the ULID (any LAN host may answer for it), h2's answers reach
+	// h1s translated.
+	out, err := e.Exec(ctx, GW1, "ip", "-6", "-br", "neigh", "show", h1s.String())
+	if f := strings.Fields(string(out)); err != nil || len(f) < 3 {
+		t.Fatalf("gw1's neighbour entry of h1s: %q %v", out, err)
+	} else if _, err := e.Exec(ctx, GW1, "ip", "-6", "neigh", "replace", ulid.String(), "lladdr", f[2], "dev", f[1], "nud", "permanent"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.UDPProbe(ctx, H1S, h1s, H2, e.b2[0], 5672, 5, time.Second); err != nil || n == 0 {
+		t.Errorf("with a neighbour entry for its ULID, h1s reaches h2 in %d of 5 probes (%v)", n, err)
+	}
 	t.Logf("gw1's fast-path counters:\n%s", fastpathCounters(t, e.Lab, GW1))
 }
 
