@@ -1,10 +1,16 @@
 package fastpath
 
 import (
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/shim6gw/shim6gw/rewrite"
 	"github.com/shim6gw/shim6gw/shim6"
@@ -234,4 +240,50 @@ func BenchmarkHarvest(b *testing.B) {
 	for i := range b.N {
 		p.Maps().Harvest(int64(i))
 	}
+}
+
+// TestMapsSizedByMaxContexts loads the program for 1024 and for the
+// default number of contexts: the context maps and stamp slots follow,
+// and the test logs what the kernel charges for them (docs/operations.md,
+// "Memory").
+func TestMapsSizedByMaxContexts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("fastpath: loading eBPF needs root")
+	}
+	for _, n := range []int{1024, MaxContexts} {
+		p, err := Load(Options{MaxContexts: n, testRun: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0
+		for name, want := range map[string]int{"by_tag": n, "by_pair": n, "locators": 8 * n, "stamps": 4 * n} {
+			m := map[string]*ebpf.Map{"by_tag": p.objs.ByTag, "by_pair": p.objs.ByPair, "locators": p.objs.Locators, "stamps": p.objs.Stamps}[name]
+			if int(m.MaxEntries()) != want {
+				t.Errorf("%d contexts: %s holds %d, want %d", n, name, m.MaxEntries(), want)
+			}
+		}
+		for _, m := range []*ebpf.Map{p.objs.ByTag, p.objs.ByPair, p.objs.Locators, p.objs.Stamps, p.objs.FallbackLocs, p.objs.Sites} {
+			total += memlock(t, m)
+		}
+		if p.maps.maxSlots != uint32(n) {
+			t.Errorf("%d contexts: %d stamp slots", n, p.maps.maxSlots)
+		}
+		t.Logf("%d contexts: the maps take %d MiB of kernel memory", n, total>>20)
+		p.Close()
+	}
+}
+
+// memlock is the kernel memory charged for m (fdinfo's memlock).
+func memlock(t *testing.T, m *ebpf.Map) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", m.FD()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "memlock:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
 }

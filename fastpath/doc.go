@@ -69,8 +69,8 @@
 // accepted locators and the fallback locators; Maps.Harvest folds the
 // program's per-context stamps into the contexts' rewrite.Stamps, so REAP
 // sees one set of last-sent / last-received times. The maps hold
-// MaxContexts contexts; beyond that the rest stay on the TUN path. Nothing
-// is pinned: the
+// Options.MaxContexts contexts (the gateway's limits.max_contexts);
+// beyond that the rest stay on the TUN path. Nothing is pinned: the
 // program is attached through bpf_links owned by the process, which the
 // kernel removes when the process dies; Cleanup removes leftovers by name.
 //

@@ -16,13 +16,17 @@ import (
 	"github.com/shim6gw/shim6gw/shim6"
 )
 
-// MaxContexts is the capacity of the context maps and stamp slots
-// (MAX_CONTEXTS in bpf/fastpath.c); MaxFallback that of the fallback
-// locators (MAX_FALLBACK).
+// MaxContexts is the default capacity of the context maps and stamp
+// slots (MAX_CONTEXTS in bpf/fastpath.c; Options.MaxContexts changes it
+// at load); MaxFallback that of the fallback locators (MAX_FALLBACK).
 const (
 	MaxContexts = 65536
 	MaxFallback = 1 << 20
 )
+
+// locatorsPerContext is the locators map's entries per context (8 *
+// MAX_CONTEXTS in bpf/fastpath.c).
+const locatorsPerContext = 8
 
 // ErrTooMany: the table has more contexts than the maps hold. Apply then
 // mirrors as many as fit; the others stay on the TUN path, which is
@@ -56,7 +60,7 @@ type Maps struct {
 	refs      map[*rewrite.Stamps]int // contexts using each slot
 	free      []uint32
 	next      uint32
-	maxSlots  uint32 // MaxContexts; less in tests
+	maxSlots  uint32 // Options.MaxContexts
 	seen      map[uint32]fastpathStamp
 	stampsMem *ebpf.Memory
 }
@@ -72,13 +76,13 @@ type ctxMirror struct {
 	gen    uint64 // Apply round that last saw the context
 }
 
-func newMaps(objs *fastpathMaps) (*Maps, error) {
+func newMaps(objs *fastpathMaps, maxContexts int) (*Maps, error) {
 	m := &Maps{
 		objs: objs,
 		ctxs: map[uint64]*ctxMirror{}, pairOwner: map[fastpathPairKey]uint64{},
 		sites: map[fastpathLpmKey]struct{}{}, fallback: map[[16]byte]struct{}{},
 		slots: map[*rewrite.Stamps]uint32{}, refs: map[*rewrite.Stamps]int{},
-		seen: map[uint32]fastpathStamp{}, maxSlots: MaxContexts,
+		seen: map[uint32]fastpathStamp{}, maxSlots: uint32(maxContexts),
 	}
 	mem, err := objs.Stamps.Memory()
 	if err != nil {

@@ -25,6 +25,10 @@ type Options struct {
 	// choose the uplink exactly as for the TUN path.
 	TUNIndex int
 
+	// MaxContexts sizes the context maps and stamp slots (the gateway
+	// passes limits.max_contexts); 0 means MaxContexts.
+	MaxContexts int
+
 	// testRun makes the program rewrite but not route: a packet it would
 	// forward returns TC_ACT_REDIRECT with its bytes, for
 	// BPF_PROG_TEST_RUN.
@@ -45,7 +49,18 @@ type Program struct {
 // CAP_BPF and CAP_NET_ADMIN (root) and a kernel with TCX (6.6).
 func Load(opts Options) (*Program, error) {
 	p := &Program{}
-	if err := loadFastpathObjects(&p.objs, nil); err != nil {
+	n := opts.MaxContexts
+	if n <= 0 {
+		n = MaxContexts
+	}
+	spec, err := loadFastpath()
+	if err != nil {
+		return nil, fmt.Errorf("fastpath: %w", err)
+	}
+	for name, entries := range map[string]int{"by_tag": n, "by_pair": n, "locators": locatorsPerContext * n, "stamps": stampShards * n} {
+		spec.Maps[name].MaxEntries = uint32(entries)
+	}
+	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("fastpath: load: %+v", ve)
@@ -60,7 +75,7 @@ func Load(opts Options) (*Program, error) {
 		p.objs.Close()
 		return nil, fmt.Errorf("fastpath: config: %w", err)
 	}
-	m, err := newMaps(&p.objs.fastpathMaps)
+	m, err := newMaps(&p.objs.fastpathMaps, n)
 	if err != nil {
 		p.objs.Close()
 		return nil, err

@@ -201,7 +201,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions) (err error) {
 		upIfaces = append(upIfaces, u.Interface)
 	}
 	fp, err := StartFastpath(FastpathOptions{Mode: cfg.Dataplane.Fastpath, LAN: cfg.LAN.Interface,
-		Uplinks: upIfaces, TUN: cfg.TUN.Name, Log: log})
+		Uplinks: upIfaces, TUN: cfg.TUN.Name, MaxContexts: cfg.Limits.MaxContexts, Log: log})
 	if err != nil {
 		return err
 	}

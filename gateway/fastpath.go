@@ -30,7 +30,10 @@ type FastpathOptions struct {
 	// TUN is the gateway's TUN device: the program looks routes up as if
 	// its packets came out of it, so the TUN path's rules pick the uplink.
 	TUN string
-	Log *slog.Logger
+	// MaxContexts sizes the maps (limits.max_contexts at start; a reload
+	// that raises it leaves the contexts beyond on the TUN path).
+	MaxContexts int
+	Log         *slog.Logger
 }
 
 // Fastpath is the kernel fast path (package fastpath) as the daemon runs
@@ -97,7 +100,7 @@ func startFastpath(o FastpathOptions, log *slog.Logger) (*Fastpath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: fast path: tun: %w", err)
 	}
-	prog, err := fastpath.Load(fastpath.Options{TUNIndex: tun.Index})
+	prog, err := fastpath.Load(fastpath.Options{TUNIndex: tun.Index, MaxContexts: o.MaxContexts})
 	if err != nil {
 		return nil, err
 	}
