@@ -58,9 +58,10 @@
 // Routes are looked up with bpf_fib_lookup as if the rewritten packet came
 // out of the TUN device, so the rules the gateway installs for the TUN
 // path (iif tun from P_X → table upX; iif tun → main) choose the egress.
-// Packets the program forwards skip netfilter's PREROUTING and FORWARD
-// hooks (as with Cilium's host routing): a gateway that filters forwarded
-// traffic with nftables must run with dataplane.fastpath: off.
+// Packets the program forwards skip netfilter's prerouting, forward and
+// postrouting hooks (as with Cilium's host routing), so the gateway's
+// dataplane.fastpath auto leaves the program off where netfilter filters
+// forwarded IPv6 (docs/architecture.md §6a).
 //
 // # Maps
 //
