@@ -7,11 +7,14 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netns"
 
 	"github.com/shim6gw/shim6gw/fastpath"
 	"github.com/shim6gw/shim6gw/gateway/config"
+	"github.com/shim6gw/shim6gw/internal/nsrun"
 	"github.com/shim6gw/shim6gw/rewrite"
 )
 
@@ -42,8 +45,16 @@ type Fastpath struct {
 	prog *fastpath.Program
 	log  *slog.Logger
 
+	// ns is the network namespace the program was attached in; in auto
+	// mode a watcher re-lists its netfilter chains every filterRecheck
+	// and detaches the program for good when a forward filter appears.
+	ns       netns.NsHandle
+	stop     chan struct{}
+	stopOnce sync.Once
+	watching sync.WaitGroup
+
 	mu      sync.Mutex
-	att     *fastpath.Attachment // nil once detached after a failed publish
+	att     *fastpath.Attachment // nil once detached (failed publish, netfilter)
 	tooMany bool                 // logged that contexts beyond the maps stay on the TUN path
 	exclude func(netip.Addr) bool
 
@@ -92,7 +103,53 @@ func StartFastpath(o FastpathOptions) (*Fastpath, error) {
 		return nil, nil
 	}
 	log.Info("kernel fast path attached", "interfaces", ifaces)
+	if o.Mode != FastpathEBPF {
+		if f.ns, err = netns.Get(); err == nil {
+			f.watching.Go(func() { f.watchFilters(filterRecheck) })
+		}
+	}
 	return f, nil
+}
+
+// filterRecheck is how often auto mode looks for netfilter chains that
+// appeared after the start.
+const filterRecheck = 5 * time.Second
+
+func (f *Fastpath) watchFilters(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-t.C:
+			f.recheckFilters()
+		}
+	}
+}
+
+// recheckFilters detaches the program when netfilter now filters
+// forwarded IPv6 in the gateway's namespace: the program would bypass
+// the filter. It stays detached until a restart (one log line).
+func (f *Fastpath) recheckFilters() {
+	var filters []string
+	err := nsrun.In(f.ns, func() error {
+		var err error
+		filters, err = forwardFilters()
+		return err
+	})
+	if err != nil || len(filters) == 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.att == nil {
+		return
+	}
+	f.att.Close()
+	f.att = nil
+	f.log.Warn("kernel fast path detached: netfilter now filters forwarded packets here and would not see the ones it forwards; every packet takes the TUN path until a restart",
+		"filters", filters)
 }
 
 func startFastpath(o FastpathOptions, log *slog.Logger) (*Fastpath, error) {
@@ -110,7 +167,7 @@ func startFastpath(o FastpathOptions, log *slog.Logger) (*Fastpath, error) {
 		return nil, err
 	}
 	return &Fastpath{
-		prog: prog, att: att, log: log,
+		prog: prog, att: att, log: log, stop: make(chan struct{}), ns: -1,
 		packets: prometheus.NewDesc("shim6gw_fastpath_packets_total",
 			"Packets the kernel fast path saw, by path (fast: forwarded by it; tun: handed to the TUN path) and verdict.", []string{"path", "verdict"}, nil),
 		bytes: prometheus.NewDesc("shim6gw_fastpath_bytes_total",
@@ -183,6 +240,11 @@ func (f *Fastpath) Harvest(now int64) {
 func (f *Fastpath) Close() error {
 	if f == nil {
 		return nil
+	}
+	f.stopOnce.Do(func() { close(f.stop) })
+	f.watching.Wait()
+	if f.ns.IsOpen() {
+		f.ns.Close()
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -17,7 +17,8 @@ import (
 // would bypass them; dataplane.fastpath auto then keeps the TUN path.
 func forwardFilters() ([]string, error) {
 	var found []string
-	if b, err := os.ReadFile("/proc/net/ip6_tables_names"); err == nil {
+	// thread-self: the namespace of this (locked) thread, not the process's.
+	if b, err := os.ReadFile("/proc/thread-self/net/ip6_tables_names"); err == nil {
 		for _, name := range strings.Fields(string(b)) {
 			found = append(found, "ip6tables (legacy) table "+name)
 		}

@@ -78,4 +78,37 @@ func TestAutoFastpathStaysOffBesideForwardFilters(t *testing.T) {
 	if attached, log := start(FastpathEBPF); !attached || !strings.Contains(log, "bypasses netfilter") {
 		t.Errorf("ebpf beside a filter: attached %v, log %s", attached, log)
 	}
+
+	// A filter that appears after the start detaches the program at the
+	// watcher's next look.
+	nft("flush ruleset\n")
+	var buf bytes.Buffer
+	var f *Fastpath
+	err := nsrun.In(ns, func() error {
+		var err error
+		f, err = StartFastpath(FastpathOptions{Mode: FastpathAuto, LAN: "fplan0", Uplinks: []string{"fpup0"}, TUN: "fptun0",
+			Log: slog.New(slog.NewTextHandler(&buf, nil))})
+		return err
+	})
+	if err != nil || f == nil {
+		t.Fatalf("start auto: %v", err)
+	}
+	defer f.Close()
+	attachedNow := func() int {
+		t.Helper()
+		progs, err := nstest.TCXIngress(name, []string{"fplan0", "fpup0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(progs["fplan0"]) + len(progs["fpup0"])
+	}
+	f.recheckFilters()
+	if n := attachedNow(); n != 2 {
+		t.Fatalf("without filters, %d programs attached after a recheck, want 2", n)
+	}
+	nft("table ip6 f6 { chain filt { type filter hook forward priority 0; udp dport 53 drop; }; }\n")
+	f.recheckFilters()
+	if n := attachedNow(); n != 0 || !strings.Contains(buf.String(), "kernel fast path detached") {
+		t.Errorf("a forward filter added after the start: %d programs still attached; log:\n%s", n, buf.String())
+	}
 }
