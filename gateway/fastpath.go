@@ -123,33 +123,34 @@ func (f *Fastpath) watchFilters(every time.Duration) {
 		case <-f.stop:
 			return
 		case <-t.C:
-			f.recheckFilters()
+			if !f.recheckFilters() {
+				return // detached for good: nothing left to watch
+			}
 		}
 	}
 }
 
 // recheckFilters detaches the program when netfilter now filters
 // forwarded IPv6 in the gateway's namespace: the program would bypass
-// the filter. It stays detached until a restart (one log line).
-func (f *Fastpath) recheckFilters() {
+// the filter. It stays detached until a restart (one log line). It
+// reports whether the program is still attached.
+func (f *Fastpath) recheckFilters() bool {
 	var filters []string
 	err := nsrun.In(f.ns, func() error {
 		var err error
 		filters, err = forwardFilters()
 		return err
 	})
-	if err != nil || len(filters) == 0 {
-		return
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.att == nil {
-		return
+	if f.att == nil || err != nil || len(filters) == 0 {
+		return f.att != nil
 	}
 	f.att.Close()
 	f.att = nil
 	f.log.Warn("kernel fast path detached: netfilter now filters forwarded packets here and would not see the ones it forwards; every packet takes the TUN path until a restart",
 		"filters", filters)
+	return false
 }
 
 func startFastpath(o FastpathOptions, log *slog.Logger) (*Fastpath, error) {

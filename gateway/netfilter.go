@@ -53,11 +53,12 @@ func forwardFilters() ([]string, error) {
 // bypassedHook reports whether a base chain of family at hook sees
 // forwarded IPv6 packets the fast path redirects past it.
 func bypassedHook(f nftables.TableFamily, h nftables.ChainHook) bool {
+	routed := h == unix.NF_INET_PRE_ROUTING || h == unix.NF_INET_FORWARD || h == unix.NF_INET_POST_ROUTING
 	switch f {
 	case nftables.TableFamilyIPv6:
-		return h == unix.NF_INET_PRE_ROUTING || h == unix.NF_INET_FORWARD || h == unix.NF_INET_POST_ROUTING
+		return routed
 	case nftables.TableFamilyINet:
-		return h == unix.NF_INET_PRE_ROUTING || h == unix.NF_INET_FORWARD || h == unix.NF_INET_POST_ROUTING || h == nfInetIngress
+		return routed || h == nfInetIngress
 	case nftables.TableFamilyNetdev:
 		return h == unix.NF_NETDEV_INGRESS
 	}

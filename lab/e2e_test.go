@@ -264,9 +264,7 @@ func established(c metrics.ContextInfo) bool { return c.State == "established" }
 
 // onUplink returns a condition: established with the local locator in
 // prefix p.
-func onUplink(p netip.Prefix) func(metrics.ContextInfo) bool {
-	return func(c metrics.ContextInfo) bool { return established(c) && p.Contains(c.LocalLocator) }
-}
+func onUplink(p netip.Prefix) func(metrics.ContextInfo) bool { return LocatorIn(p, false) }
 
 // stream starts a stream, stopped by t.Cleanup.
 func (e *e2e) stream(cfg StreamConfig) *Stream {
