@@ -109,14 +109,9 @@ func (w *lockedFile) Write(p []byte) (int, error) {
 	return w.f.Write(p)
 }
 
-// upE2E builds a daemon-mode lab whose hosts carry the given entries of
-// their site's HBA book (the first one's ULID is the streams' address).
-func upE2E(t *testing.T, entries ...int) *e2e {
-	t.Helper()
-	return upE2EFastpath(t, "", entries...)
-}
-
-// upE2EFastpath is upE2E with the gateways' dataplane.fastpath set.
+// upE2EFastpath builds a daemon-mode lab with the gateways'
+// dataplane.fastpath set, whose hosts carry the given entries of their
+// site's HBA book (the first one's ULID is the streams' address).
 func upE2EFastpath(t *testing.T, fastpath string, entries ...int) *e2e {
 	t.Helper()
 	return upE2EOpts(t, func(o *Options) { o.Fastpath = fastpath }, entries...)

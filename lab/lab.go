@@ -156,9 +156,6 @@ func New(opts Options) (*Lab, error) {
 // NS returns the namespace name of node n.
 func (l *Lab) NS(n Node) string { return l.opts.Prefix + "-" + string(n) }
 
-// Mode returns the gateway mode.
-func (l *Lab) Mode() Mode { return l.opts.Mode }
-
 // HostAddrs returns the addresses of host n (h1, h2 or legacy;
 // (with LANHosts also h1d's lease and h1s's SLAAC address, after Up).
 func (l *Lab) HostAddrs(n Node) []netip.Addr {

@@ -63,8 +63,6 @@ type Batch struct {
 	slot []int
 }
 
-func newBatch(n, bufSize int) *Batch { return newSplitBatch(n, bufSize, 0, 0) }
-
 // newSplitBatch allocates n read buffers of bufSize bytes and splits
 // buffers of splitSize bytes for the segments of super-packets.
 func newSplitBatch(n, bufSize, splits, splitSize int) *Batch {
